@@ -1,0 +1,50 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { errorBody, id, messagesPage, messagesQuery, run, submitBody, submitResponse, thread, threadParams } from '../schemas.js';
+
+const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 409: errorBody, 503: errorBody };
+
+export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/threads/:threadId/runs',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'Submit messages to a thread (interrupt, queue or steer)',
+        params: threadParams,
+        headers: z.object({ 'idempotency-key': id.optional() }),
+        body: submitBody,
+        response: { 202: submitResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const ref = { tenant: request.tenant, threadId: request.params.threadId };
+      const result = await app.threadbox.submitRun(ref, request.body, request.headers['idempotency-key']);
+      return reply.status(202).send(result);
+    },
+  );
+
+  app.get('/v1/threads', { schema: { tags: ['threads'], summary: 'List threads', response: { 200: z.object({ items: z.array(thread) }), ...errors } } }, async (request) => ({
+    items: await app.threadbox.listThreads(request.tenant),
+  }));
+
+  app.get(
+    '/v1/threads/:threadId',
+    { schema: { tags: ['threads'], summary: 'A thread: status, version, active and queued runs', params: threadParams, response: { 200: thread, ...errors } } },
+    async (request) => app.threadbox.getThread({ tenant: request.tenant, threadId: request.params.threadId }),
+  );
+
+  app.get(
+    '/v1/threads/:threadId/messages',
+    {
+      schema: { tags: ['threads'], summary: 'The committed message log', params: threadParams, querystring: messagesQuery, response: { 200: messagesPage, ...errors } },
+    },
+    async (request) => app.threadbox.listMessages({ tenant: request.tenant, threadId: request.params.threadId }, request.query.after, request.query.limit),
+  );
+
+  app.get(
+    '/v1/threads/:threadId/runs',
+    { schema: { tags: ['runs'], summary: "A thread's run records", params: threadParams, response: { 200: z.object({ items: z.array(run) }), ...errors } } },
+    async (request) => ({ items: await app.threadbox.listRuns({ tenant: request.tenant, threadId: request.params.threadId }) }),
+  );
+};

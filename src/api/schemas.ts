@@ -1,0 +1,95 @@
+// The HTTP contract's shapes, as zod schemas: they validate requests and generate the OpenAPI document.
+import { z } from 'zod';
+
+export const id = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'ids are 1–128 of [A-Za-z0-9._:-]');
+
+export const errorBody = z.object({ error: z.string(), code: z.string() }).meta({ id: 'Error' });
+
+export const inputMessage = z.strictObject({
+  id: id.optional(),
+  role: z.enum(['user', 'system']).default('user'),
+  content: z.string().max(256 * 1024, 'a message is at most 256 KiB'),
+});
+
+export const submitBody = z.strictObject({
+  messages: z.array(inputMessage).min(1, 'at least one message').max(100, 'at most 100 messages'),
+  agentId: id.optional(),
+  mode: z.enum(['interrupt', 'queue', 'steer']).default('interrupt'),
+  expectedRunId: id.optional(),
+  runId: id.optional(),
+});
+export type SubmitBody = z.infer<typeof submitBody>;
+
+export const submitResponse = z.object({
+  threadId: z.string(),
+  runId: z.string(),
+  dispatchId: z.string(),
+  status: z.enum(['running', 'queued', 'steered']),
+});
+
+export const threadParams = z.object({ threadId: id });
+export const runParams = z.object({ runId: id });
+
+const toolCall = z.object({ toolCallId: z.string(), toolName: z.string(), input: z.unknown() });
+
+export const message = z.object({
+  seq: z.number(),
+  id: z.string(),
+  role: z.enum(['user', 'assistant', 'tool', 'system']),
+  content: z.string(),
+  toolCalls: z.array(toolCall).optional(),
+  toolCallId: z.string().optional(),
+  runId: z.string().optional(),
+  status: z.enum(['complete', 'interrupted']),
+  metadata: z.record(z.string(), z.unknown()),
+  createdAt: z.string(),
+});
+
+export const messagesQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+export const messagesPage = z.object({ items: z.array(message), nextCursor: z.number().nullable() });
+
+export const thread = z.object({
+  threadId: z.string(),
+  status: z.enum(['idle', 'running', 'waiting']),
+  version: z.number(),
+  activeRunId: z.string().nullable(),
+  queuedRunIds: z.array(z.string()),
+  latestRunId: z.string().nullable(),
+  metadata: z.record(z.string(), z.unknown()),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+export const termination = z.object({
+  type: z.enum(['natural_end', 'cancelled', 'interrupted', 'superseded', 'error', 'max_steps']),
+  detail: z.string().optional(),
+});
+
+export const run = z.object({
+  runId: z.string(),
+  threadId: z.string(),
+  agentId: z.string(),
+  dispatchId: z.string(),
+  mode: z.string(),
+  status: z.enum(['queued', 'running', 'waiting', 'done']),
+  termination: termination.nullable(),
+  inputMessageIds: z.array(z.string()),
+  waiting: z.unknown(),
+  steps: z.number(),
+  usage: z.object({ inputTokens: z.number().optional(), outputTokens: z.number().optional() }),
+  error: z.string().nullable(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  updatedAt: z.string(),
+});
+
+export const health = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  postgres: z.string(),
+  temporal: z.string(),
+});

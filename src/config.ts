@@ -1,0 +1,50 @@
+// Every environment variable threadbox reads, parsed once at startup.
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+const apiKeys = z
+  .string()
+  .default('')
+  .transform((raw, ctx) => {
+    const keys = new Map<string, string>();
+    for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const [key, tenant, ...rest] = entry.split(':');
+      if (!key || !tenant || rest.length > 0 || !/^[A-Za-z0-9._-]{1,128}$/.test(tenant)) {
+        ctx.addIssue({ code: 'custom', message: `entry "${entry.slice(0, 20)}…" must be key:tenant` });
+        return z.NEVER;
+      }
+      keys.set(key, tenant);
+    }
+    return keys;
+  });
+
+export const envSchema = z.object({
+  DATABASE_URL: z.url().optional(),
+  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('threadbox'),
+  TEMPORAL_CLI_PATH: z.string().min(1).optional(),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: port.default(3000),
+  THREADBOX_DATA_DIR: z.string().min(1).default('.threadbox'),
+  THREADBOX_PG_PORT: port.default(54329),
+  THREADBOX_TEMPORAL_PORT: port.default(7233),
+  THREADBOX_TEMPORAL_UI_PORT: port.default(8233),
+  THREADBOX_API_KEYS: apiKeys,
+  THREADBOX_MODEL: z.string().min(1).default('echo'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; a bad value throws a ConfigError naming each variable at fault. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const blanksRemoved = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(blanksRemoved);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+  throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+}

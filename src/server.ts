@@ -1,0 +1,80 @@
+// Composes the processes: the API and/or the worker against a Postgres and a Temporal server.
+import { Client, Connection } from '@temporalio/client';
+import type { WorkflowBundle } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { AgentRegistry } from './agent/agents.js';
+import { buildApp } from './api/app.js';
+import { ThreadboxService } from './api/service.js';
+import { ConfigError, type Config } from './config.js';
+import { createPool, migrate } from './store/db.js';
+import { Store } from './store/store.js';
+import { createWorker } from './temporal/worker.js';
+
+export interface Running {
+  app?: FastifyInstance;
+  url?: string;
+  stop(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+export function assertSafeBind(config: Config) {
+  if (config.THREADBOX_API_KEYS.size === 0 && !LOOPBACK.has(config.HOST)) {
+    throw new ConfigError(
+      `HOST=${config.HOST} is not a loopback address, and THREADBOX_API_KEYS is empty: without keys the API has no auth, so it serves loopback only. Set THREADBOX_API_KEYS="key:tenant,…" to listen on ${config.HOST}.`,
+    );
+  }
+}
+
+export async function startThreadbox(
+  config: Config,
+  opts: { databaseUrl: string; temporalAddress: string; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle },
+): Promise<Running> {
+  if (opts.api) assertSafeBind(config);
+  const agents = AgentRegistry.withDefaults(config.THREADBOX_MODEL);
+  const pool = createPool(opts.databaseUrl, 20);
+  await migrate(pool);
+  const store = new Store(pool);
+  const stops: (() => Promise<void>)[] = [];
+  const result: Running = {
+    stop: async () => {
+      for (const stop of stops.reverse()) await stop().catch(() => {});
+    },
+  };
+  stops.push(() => pool.end());
+  try {
+    if (opts.worker) {
+      const { worker, connection } = await createWorker({
+        address: opts.temporalAddress,
+        namespace: config.TEMPORAL_NAMESPACE,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        store,
+        agents,
+        workflowBundle: opts.workflowBundle,
+      });
+      const running = worker.run();
+      stops.push(async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await running.catch(() => {});
+        await connection.close();
+      });
+    }
+    if (opts.api) {
+      const connection = await Connection.connect({ address: opts.temporalAddress });
+      stops.push(() => connection.close());
+      const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE);
+      const app = await buildApp({ service, apiKeys: config.THREADBOX_API_KEYS, logLevel: config.LOG_LEVEL });
+      stops.push(() => app.close());
+      await app.listen({ host: config.HOST, port: config.PORT });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : config.PORT;
+      result.app = app;
+      result.url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
+    }
+  } catch (err) {
+    await result.stop();
+    throw err;
+  }
+  return result;
+}

@@ -1,0 +1,66 @@
+// A threadbox API and worker on the suite's real Postgres and Temporal, isolated by their own task queue.
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../src/config.js';
+import { startThreadbox, type Running } from '../src/server.js';
+import { createPool } from '../src/store/db.js';
+import { Store } from '../src/store/store.js';
+
+export interface Stack {
+  url: string;
+  store: Store;
+  temporal: Client;
+  taskQueue: string;
+  stop(): Promise<void>;
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+}
+
+export async function startStack(opts: { env?: Record<string, string> } = {}): Promise<Stack> {
+  const taskQueue = `test-${randomUUID()}`;
+  const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', TEMPORAL_TASK_QUEUE: taskQueue, ...opts.env });
+  const running: Running = await startThreadbox(config, {
+    databaseUrl: inject('databaseUrl'),
+    temporalAddress: inject('temporalAddress'),
+    api: true,
+    worker: true,
+    workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') },
+  });
+  const pool = createPool(inject('databaseUrl'));
+  const connection = await Connection.connect({ address: inject('temporalAddress') });
+  const url = running.url!;
+  return {
+    url,
+    store: new Store(pool),
+    temporal: new Client({ connection }),
+    taskQueue,
+    async stop() {
+      await running.stop();
+      await pool.end();
+      await connection.close();
+    },
+    async request(method, path, body, headers = {}) {
+      const response = await fetch(url + path, {
+        method,
+        headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    },
+  };
+}
+
+/** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
