@@ -1,11 +1,11 @@
 // Everything the workflows ask the world to do: the committed log, run records and the agent's model and tools.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Termination } from '../src/events.js';
+import type { RunEventBody, Termination } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
-import type { InputMessage } from '../workflows/types.js';
+import type { ApprovalTicket, InputMessage } from '../workflows/types.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
 
 export interface ActivityDeps {
@@ -34,7 +34,45 @@ export function createActivities({ store, agents }: ActivityDeps) {
       await storeCall(() => store.createRun(args.ref, args.run));
     },
 
-    async startRun(args: { runId: string; carriedRunIds: string[]; agentId: string; dispatchId: string }) {
+    async findRun(args: { runId: string }) {
+      const run = await store.getRun(args.runId);
+      return run ? { runId: run.runId, dispatchId: run.dispatchId, status: run.status } : null;
+    },
+
+    /** Commits the pending input of runs that ended without starting (superseded by an interrupt). */
+    async commitPendingInput(args: { ref: ThreadRef; runIds: string[] }) {
+      await storeCall(() => store.commitPendingInput(args.ref, args.runIds));
+    },
+
+    /** Commits steered messages before the next model call and announces them. */
+    async applySteering(args: { ref: ThreadRef; runId: string; messages: InputMessage[]; fence: number }) {
+      const { runId } = args;
+      const committed = await storeCall(() => store.commitMessages(args.ref, args.messages.map((m) => ({ ...m, runId }))));
+      if (!committed.duplicate) {
+        await storeCall(() => store.appendEvents(runId, args.fence, [{ type: 'steering_applied', messageIds: committed.messageIds }]));
+      }
+    },
+
+    /** running → waiting, with a ticket per tool call and one `tool_approval_requested` event each. */
+    async awaitApproval(args: { runId: string; step: number; tickets: ApprovalTicket[] }) {
+      const { runId, step, tickets } = args;
+      const run = await store.getRun(runId);
+      if (run?.status === 'waiting') return; // a retry after success
+      await storeCall(() => store.setRunWaiting(runId, { tickets: tickets.map(({ toolCallId, toolName, input }) => ({ toolCallId, toolName, input })) }));
+      await storeCall(() =>
+        store.appendEvents(
+          runId,
+          step * 1000 + 999,
+          tickets.map((t) => ({ type: 'tool_approval_requested', toolCallId: t.toolCallId, toolName: t.toolName, input: t.input })),
+        ),
+      );
+    },
+
+    async resumeRun(args: { runId: string }) {
+      await storeCall(() => store.setRunWaiting(args.runId, null));
+    },
+
+    async startRun(args: { runId: string; carriedRunIds: string[] }) {
       await storeCall(() => store.startRun(args.runId, args.carriedRunIds));
     },
 
@@ -96,34 +134,51 @@ export function createActivities({ store, agents }: ActivityDeps) {
       return runModelStep({ store, agents }, input);
     },
 
-    /** Runs one tool call and commits its result; a failing tool is a result the model reads, not a failed run. */
-    async runTool(args: { tenant: string; threadId: string; runId: string; step: number; call: ToolCall }) {
+    /**
+     * Runs one tool call (or records that it was denied or cancelled) and commits its result;
+     * a failing tool is a result the model reads, not a failed run.
+     */
+    async runTool(args: { tenant: string; threadId: string; runId: string; step: number; call: ToolCall; outcome?: 'denied' | 'cancelled'; reason?: string }) {
       const { call, runId, step } = args;
       const ctx = Context.current();
+      if (args.outcome) {
+        const error = args.outcome === 'denied' ? `denied${args.reason ? `: ${args.reason}` : ''}` : 'cancelled: new input arrived';
+        await recordToolResult(args, { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: args.outcome, error }, error);
+        return;
+      }
       const result = await executeTool(call.toolName, call.input, { signal: ctx.cancellationSignal, heartbeat: (d) => ctx.heartbeat(d) });
-      const content = JSON.stringify(result.ok ? result.output : { error: result.error });
-      const committed = await storeCall(() =>
-        store.commitMessages({ tenant: args.tenant, threadId: args.threadId }, [
-          {
-            messageId: `${runId}:${step}:tool:${call.toolCallId}`,
-            role: 'tool',
-            content,
-            toolCallId: call.toolCallId,
-            runId,
-            metadata: { toolName: call.toolName, outcome: result.ok ? 'ok' : 'error' },
-          },
-        ]),
-      );
-      if (committed.duplicate) return; // a retry after the result was committed and announced
-      await storeCall(() =>
-        store.appendEvents(runId, step * 1000 + 999, [
-          result.ok
-            ? { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'ok', output: result.output }
-            : { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'error', error: result.error },
-        ]),
+      await recordToolResult(
+        args,
+        result.ok
+          ? { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'ok', output: result.output }
+          : { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'error', error: result.error },
+        JSON.stringify(result.ok ? result.output : { error: result.error }),
       );
     },
   };
+
+  /** Commits a tool message and, unless a retry already did, its `tool_call_done` event. */
+  async function recordToolResult(
+    args: { tenant: string; threadId: string; runId: string; step: number; call: ToolCall },
+    done: Extract<RunEventBody, { type: 'tool_call_done' }>,
+    content: string,
+  ) {
+    const { call, runId, step } = args;
+    const committed = await storeCall(() =>
+      store.commitMessages({ tenant: args.tenant, threadId: args.threadId }, [
+        {
+          messageId: `${runId}:${step}:tool:${call.toolCallId}`,
+          role: 'tool',
+          content,
+          toolCallId: call.toolCallId,
+          runId,
+          metadata: { toolName: call.toolName, outcome: done.outcome },
+        },
+      ]),
+    );
+    if (committed.duplicate) return; // a retry after the result was committed and announced
+    await storeCall(() => store.appendEvents(runId, step * 1000 + 999, [done]));
+  }
 }
 
 export type Activities = ReturnType<typeof createActivities>;

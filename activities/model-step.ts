@@ -6,7 +6,7 @@ import { streamText, type ModelMessage } from 'ai';
 import type { RunEventBody, Usage } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { toAiSdkTools } from '../src/agent/tools.js';
-import type { CommittedMessage, Store, ToolCall } from '../src/store/store.js';
+import { StoreError, type CommittedMessage, type Store, type ToolCall } from '../src/store/store.js';
 
 export interface ModelStepInput {
   tenant: string;
@@ -21,11 +21,20 @@ export interface ModelStepResult {
   toolCalls: ToolCall[];
   finishReason: string;
   usage: Usage;
+  /** from sending the request to the last streamed part */
+  inferenceMs: number;
 }
 
 /** How long streamed events may wait in the buffer before a flush. */
 export const FLUSH_INTERVAL_MS = Number(process.env.THREADBOX_FLUSH_MS ?? 25);
-const IDLE_HEARTBEAT_MS = 1000;
+/**
+ * A cancel reaches an activity only in the reply to a heartbeat, so a step heartbeats this often
+ * even while the provider sends nothing (before its first token, between slow ones). The worker
+ * throttles heartbeats to the same 100 ms, so token flushes add no RPCs on top of these.
+ */
+export const STEP_HEARTBEAT_MS = 100;
+/** Longest provider-asked retry delay (`retry-after`) that is honoured; longer ones fall back to the retry policy. */
+const MAX_RETRY_AFTER_MS = 60_000;
 
 export async function runModelStep(deps: { store: Store; agents: AgentRegistry }, input: ModelStepInput): Promise<ModelStepResult> {
   const ctx = Context.current();
@@ -35,22 +44,28 @@ export async function runModelStep(deps: { store: Store; agents: AgentRegistry }
   if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown_agent');
 
   const events = new EventFlusher(deps.store, runId, step * 1000 + attempt, (seq) => ctx.heartbeat({ seq }));
-  const idleHeartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), IDLE_HEARTBEAT_MS);
+  const heartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), STEP_HEARTBEAT_MS);
+  // Leaving the stream early (a failed or fenced-out flush) only detaches the AI SDK's reader;
+  // aborting is what ends the provider's HTTP request, so every way out of this function does it.
+  const done = new AbortController();
   try {
     // A retry starts the step over: clients drop what the failed attempt streamed.
     if (attempt > 1) events.push({ type: 'stream_reset', step, attempt });
     events.push({ type: 'step_start', step, attempt });
 
     const history = await deps.store.loadCommittedMessages({ tenant: input.tenant, threadId: input.threadId });
+    const started = performance.now();
     const result = streamText({
       model: deps.agents.modelFor(agent),
       system: agent.system,
       messages: toModelMessages(history),
       tools: toAiSdkTools(agent.tools),
       temperature: agent.temperature,
-      abortSignal: ctx.cancellationSignal,
+      // Aborting it aborts the provider's HTTP request: the socket closes and the provider stops generating.
+      abortSignal: AbortSignal.any([ctx.cancellationSignal, done.signal]),
       maxRetries: 0, // Temporal owns retries
       providerOptions: { echo: { attempt } },
+      onError: () => {}, // errors arrive as `error` parts below; the default handler would only log them
     });
 
     let text = '';
@@ -73,6 +88,7 @@ export async function runModelStep(deps: { store: Store; agents: AgentRegistry }
           events.push({ type: 'tool_call_delta', step, toolCallId: part.id, delta: part.delta });
           break;
         case 'tool-call':
+          // Invalid calls (unknown tool, unparsable input) are kept too: the tool activity answers them with an error the model can read.
           toolCalls.push({ toolCallId: part.toolCallId, toolName: part.toolName, input: part.input });
           events.push({ type: 'tool_call_ready', step, toolCallId: part.toolCallId, toolName: part.toolName, input: part.input });
           break;
@@ -83,31 +99,110 @@ export async function runModelStep(deps: { store: Store; agents: AgentRegistry }
         case 'abort':
           throw ctx.cancellationSignal.reason ?? new Error('model call aborted');
         case 'error':
-          throw classifyModelError(part.error);
+          throw part.error;
       }
       events.throwIfFailed();
     }
-    events.push({ type: 'step_end', step, finishReason, usage });
+    // Carried beside the token counts so the run record can sum it once the store keeps it.
+    const stepUsage = { ...usage, inferenceMs: Math.round(performance.now() - started) };
+    events.push({ type: 'step_end', step, finishReason, usage: stepUsage });
     await events.close();
-    await deps.store.recordStep(runId, step, usage);
-    return { text, toolCalls, finishReason, usage };
+    await deps.store.recordStep(runId, step, stepUsage);
+    return { text, toolCalls, finishReason, usage, inferenceMs: stepUsage.inferenceMs };
   } catch (err) {
     if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
-    throw classifyModelError(err);
+    // A newer writer (a retry, or the workflow closing an interrupted step) owns the log now: this attempt is a zombie.
+    if (err instanceof StoreError && err.code === 'stale_writer') throw ApplicationFailure.nonRetryable(err.message, err.code);
+    if (err instanceof StoreError) throw err;
+    const failure = classifyModelError(err);
+    // What the attempt streamed stays visible up to its failure; the retry's stream_reset tells clients to drop it.
+    await events.close().catch(() => {});
+    throw failure;
   } finally {
-    clearInterval(idleHeartbeat);
+    done.abort();
+    clearInterval(heartbeat);
     events.dispose();
   }
 }
 
-/** Transient provider errors (429, 5xx, timeouts, resets) are retried by Temporal; the rest end the run. */
+// Providers word an overflowing prompt differently; all of them mean "retrying the same prompt cannot work".
+const CONTEXT_OVERFLOW =
+  /context[_ ]length|context window|maximum context|prompt is too long|input is too long|too many (input )?tokens|reduce the length/i;
+
+// Errors of our own making (bad prompt or settings, no key): the same request fails the same way again.
+const PERMANENT_SDK_ERRORS = new Set([
+  'AI_InvalidPromptError',
+  'AI_InvalidArgumentError',
+  'AI_LoadAPIKeyError',
+  'AI_LoadSettingError',
+  'AI_NoSuchModelError',
+  'AI_UnsupportedFunctionalityError',
+]);
+
+/**
+ * Transient provider errors (429, 408, 5xx, timeouts, dropped connections, a stream cut short)
+ * become retryable failures of type `model_transient`; the rest (400, 401, 403, 404, context
+ * overflow) become non-retryable `model_permanent` failures that end the run with the
+ * provider's own message. Anything unrecognised stays retryable: the retry policy caps it.
+ */
 export function classifyModelError(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
   if (APICallError.isInstance(err)) {
-    const detail = `model call failed (${err.statusCode ?? 'no status'}): ${err.message}`;
-    return err.isRetryable ? ApplicationFailure.retryable(detail, 'model_transient') : ApplicationFailure.nonRetryable(detail, 'model_permanent');
+    const status = err.statusCode;
+    const detail = `model call failed${status ? ` (HTTP ${status})` : ''}: ${err.message}`;
+    const details = [{ statusCode: status ?? null, url: err.url, responseBody: err.responseBody?.slice(0, 2000) ?? null }];
+    const transient =
+      status === undefined || (status >= 200 && status < 300) ? err.isRetryable || !CONTEXT_OVERFLOW.test(err.message) : isTransientStatus(status);
+    if (!transient) return ApplicationFailure.create({ message: detail, type: 'model_permanent', nonRetryable: true, details });
+    return ApplicationFailure.create({ message: detail, type: 'model_transient', details, nextRetryDelay: retryAfterMs(err.responseHeaders) });
   }
-  return err;
+  if (err instanceof Error && PERMANENT_SDK_ERRORS.has(err.name)) {
+    return ApplicationFailure.create({ message: `model call failed: ${err.message}`, type: 'model_permanent', nonRetryable: true });
+  }
+  // Mid-stream failures: a provider's in-band `{"error": …}` chunk, or the socket dropping under the body.
+  const message = err instanceof Error ? errorChainMessage(err) : providerErrorMessage(err);
+  if (CONTEXT_OVERFLOW.test(message)) {
+    return ApplicationFailure.create({ message: `model call failed: ${message}`, type: 'model_permanent', nonRetryable: true });
+  }
+  return ApplicationFailure.create({ message: `model call failed: ${message}`, type: 'model_transient' });
+}
+
+function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+/** `retry-after-ms` (OpenAI) or `retry-after` in seconds or as an HTTP date; undefined when absent or unreasonable. */
+export function retryAfterMs(headers: Record<string, string> | undefined): number | undefined {
+  if (!headers) return undefined;
+  const get = (name: string) => Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+  let ms: number | undefined;
+  const millis = get('retry-after-ms');
+  const after = get('retry-after');
+  if (millis !== undefined && /^\d+(\.\d+)?$/.test(millis.trim())) ms = Number(millis);
+  else if (after !== undefined && /^\d+(\.\d+)?$/.test(after.trim())) ms = Number(after) * 1000;
+  else if (after !== undefined && !Number.isNaN(Date.parse(after))) ms = Date.parse(after) - Date.now();
+  if (ms === undefined || ms < 0 || ms > MAX_RETRY_AFTER_MS) return undefined;
+  return Math.max(1, Math.round(ms));
+}
+
+function errorChainMessage(err: Error): string {
+  const parts = [err.message];
+  const seen = new Set<unknown>([err]);
+  for (let cause = err.cause; cause instanceof Error && !seen.has(cause); cause = cause.cause) {
+    seen.add(cause);
+    const code = (cause as { code?: unknown }).code;
+    parts.push(typeof code === 'string' ? `${cause.message} (${code})` : cause.message);
+  }
+  return parts.join(': ');
+}
+
+function providerErrorMessage(err: unknown): string {
+  if (typeof err === 'object' && err !== null && 'message' in err && typeof err.message === 'string') return err.message;
+  try {
+    return JSON.stringify(err);
+  } catch {
+    return String(err);
+  }
 }
 
 /** Buffers events and appends them in batches; each append heartbeats its last seq, the step's resume cursor. */

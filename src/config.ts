@@ -33,6 +33,7 @@ export const envSchema = z.object({
   THREADBOX_TEMPORAL_UI_PORT: port.default(8233),
   THREADBOX_API_KEYS: apiKeys,
   THREADBOX_MODEL: z.string().min(1).default('echo'),
+  THREADBOX_CONFIG: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -31,7 +31,7 @@ export async function startThreadbox(
   opts: { databaseUrl: string; temporalAddress: string; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle },
 ): Promise<Running> {
   if (opts.api) assertSafeBind(config);
-  const agents = AgentRegistry.withDefaults(config.THREADBOX_MODEL);
+  const agents = AgentRegistry.fromConfig(config);
   const pool = createPool(opts.databaseUrl, 20);
   await migrate(pool);
   const store = new Store(pool);

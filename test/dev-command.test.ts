@@ -81,7 +81,7 @@ describe('npm run dev', () => {
     let contents: string[] = [];
     for (let i = 0; i < 100 && contents.length < 2; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      const page = await (await fetch(`${api}/v1/threads/readme/messages`)).json();
+      const page = (await (await fetch(`${api}/v1/threads/readme/messages`)).json()) as { items: { content: string }[] };
       contents = page.items.map((m: { content: string }) => m.content);
     }
     expect(contents).toEqual(['hi', 'Echo: hi']);
@@ -93,10 +93,10 @@ describe('npm run dev', () => {
 
     const second = await startDev(env);
     await second.ready;
-    const page = await (await fetch(`${api}/v1/threads/readme/messages`)).json();
+    const page = (await (await fetch(`${api}/v1/threads/readme/messages`)).json()) as { items: { content: string }[] };
     expect(page.items.map((m: { content: string }) => m.content)).toEqual(['hi', 'Echo: hi']);
     const history = await fetch(`http://127.0.0.1:${env.THREADBOX_TEMPORAL_UI_PORT}/api/v1/namespaces/default/workflows?query=${encodeURIComponent('ThreadId="readme"')}`);
-    const listed = await history.json();
+    const listed = (await history.json()) as { executions: { execution: { workflowId: string } }[] };
     expect(listed.executions.map((e: { execution: { workflowId: string } }) => e.execution.workflowId)).toContain('thread:default:readme');
     expect(await stopWithSigint(second.child)).toEqual([]);
   }, 180_000);

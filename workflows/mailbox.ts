@@ -1,6 +1,8 @@
 // The mailbox's state and rules, free of Temporal so unit tests can drive it without a server.
 import type { Dispatch, MailboxState } from './types.js';
 
+type NewDispatch = Omit<Dispatch, 'epoch' | 'carriedRunIds'>;
+
 export class Mailbox {
   epoch: number;
   queue: Dispatch[];
@@ -23,24 +25,41 @@ export class Mailbox {
     return this.active?.runId === runId;
   }
 
+  isQueued(runId: string): boolean {
+    return this.queue.some((d) => d.runId === runId);
+  }
+
   /** Background submit: FIFO behind whatever runs. */
-  enqueue(dispatch: Omit<Dispatch, 'epoch' | 'carriedRunIds'>): Dispatch {
+  enqueue(dispatch: NewDispatch): Dispatch {
     const queued = { ...dispatch, epoch: this.epoch, carriedRunIds: [] };
     this.queue.push(queued);
     return queued;
   }
 
+  /** Input that must not wait behind the queue (late steering): first in line, same epoch. */
+  enqueueFirst(dispatch: NewDispatch): Dispatch {
+    const queued = { ...dispatch, epoch: this.epoch, carriedRunIds: [] };
+    this.queue.unshift(queued);
+    return queued;
+  }
+
   /**
    * Foreground submit: a new epoch, every queued dispatch superseded (their input travels
-   * with the new run), and the new dispatch first in line.
+   * with the new run, ahead of its own), and the new dispatch first in line.
    */
-  putFirst(dispatch: Omit<Dispatch, 'epoch' | 'carriedRunIds'>): { dispatch: Dispatch; superseded: Dispatch[] } {
-    this.epoch += 1;
-    const superseded = this.queue;
-    const carriedRunIds = superseded.flatMap((d) => [...d.carriedRunIds, d.runId]);
-    const first = { ...dispatch, epoch: this.epoch, carriedRunIds };
+  putFirst(dispatch: NewDispatch): { dispatch: Dispatch; superseded: Dispatch[] } {
+    const superseded = this.supersedeQueue();
+    const first = { ...dispatch, epoch: this.epoch, carriedRunIds: superseded.flatMap((d) => [...d.carriedRunIds, d.runId]) };
     this.queue = [first];
     return { dispatch: first, superseded };
+  }
+
+  /** A new epoch with an empty queue; returns what was queued. */
+  supersedeQueue(): Dispatch[] {
+    this.epoch += 1;
+    const superseded = this.queue;
+    this.queue = [];
+    return superseded;
   }
 
   /** The next dispatch to start, if the thread has no active run. */
@@ -62,9 +81,17 @@ export class Mailbox {
     }
   }
 
-  removeQueued(runId: string): Dispatch | undefined {
+  /** Takes a queued dispatch out; the runs it carried move to the next in line, or are returned to commit now. */
+  removeQueued(runId: string): { removed: Dispatch; orphanedCarriedRunIds: string[] } | undefined {
     const index = this.queue.findIndex((d) => d.runId === runId);
-    return index < 0 ? undefined : this.queue.splice(index, 1)[0];
+    if (index < 0) return undefined;
+    const [removed] = this.queue.splice(index, 1);
+    const heir = this.queue[index];
+    if (heir) {
+      heir.carriedRunIds = [...removed!.carriedRunIds, ...heir.carriedRunIds];
+      return { removed: removed!, orphanedCarriedRunIds: [] };
+    }
+    return { removed: removed!, orphanedCarriedRunIds: removed!.carriedRunIds };
   }
 
   snapshot(): MailboxState {

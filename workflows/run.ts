@@ -2,22 +2,27 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  condition,
   defineSignal,
+  defineUpdate,
   getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
-  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Termination } from '../src/events.js';
 import type { Activities } from '../activities/index.js';
-import type { RunEnded, RunWorkflowInput, StopReason } from './types.js';
+import type { ApprovalTicket, Decision, InputMessage, RunEnded, RunWorkflowInput, StopReason } from './types.js';
 
 export const stopRunSignal = defineSignal<[{ reason: StopReason }]>('stop');
+export const steerRunSignal = defineSignal<[{ messages: InputMessage[] }]>('steer');
+export const decideUpdate = defineUpdate<{ toolCallId: string; duplicate: boolean }, [Decision]>('decide');
 export const runEndedSignal = defineSignal<[RunEnded]>('runEnded');
 
-const store = proxyLocalActivities<Activities>({
+// Regular, not local, activities: their completions are history events ordered with the signals
+// and updates (stop, steer, decide) around them, which keeps replay deterministic.
+const store = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '100 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: ['illegal_transition', 'not_found'] },
 });
@@ -30,39 +35,93 @@ const modelStepActivity = (step: number) =>
     retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 6 },
   }).modelStep;
 
+const toolActivity = (toolName: string) =>
+  proxyActivities<Activities>({
+    summary: `tool ${toolName}`,
+    startToCloseTimeout: '15 minutes',
+    heartbeatTimeout: '30 seconds',
+    retry: { initialInterval: '500 milliseconds', maximumAttempts: 3 },
+  }).runTool;
+
 export async function runWorkflow(input: RunWorkflowInput): Promise<Termination> {
   const { tenant, threadId, runId } = input;
+  const ref = { tenant, threadId };
   let stopReason: StopReason | undefined;
   let step = 0;
+  const steered: InputMessage[] = [];
+  const tickets = new Map<string, ApprovalTicket>();
   const loop = new CancellationScope();
+
   setHandler(stopRunSignal, ({ reason }) => {
     stopReason ??= reason;
     loop.cancel();
+  }, { description: 'Stop the run: interrupted (by a foreground submit) or cancelled' });
+  setHandler(steerRunSignal, ({ messages }) => void steered.push(...messages), {
+    description: 'Messages for the run, applied at its next step boundary',
   });
+  setHandler(
+    decideUpdate,
+    (decision) => {
+      const ticket = tickets.get(decision.toolCallId)!;
+      const duplicate = ticket.decision !== undefined;
+      ticket.decision ??= { action: decision.action, reason: decision.reason };
+      return { toolCallId: decision.toolCallId, duplicate };
+    },
+    {
+      validator: (decision) => {
+        const ticket = tickets.get(decision.toolCallId);
+        if (!ticket || (ticket.decision && ticket.decision.action !== decision.action)) {
+          throw ApplicationFailure.create({ type: 'no_pending_approval', message: `no approval is pending for tool call ${decision.toolCallId}` });
+        }
+      },
+      description: 'Approve or deny a tool call the run is waiting on',
+    },
+  );
+
+  async function applySteering() {
+    const messages = steered.splice(0);
+    await store.applySteering({ ref, runId, messages, fence: (step + 1) * 1000 });
+  }
+
+  async function waitForDecisions(pending: ApprovalTicket[]) {
+    for (const ticket of pending) tickets.set(ticket.toolCallId, ticket);
+    await store.awaitApproval({ runId, step, tickets: pending });
+    setStatus('waiting');
+    await condition(() => pending.every((t) => t.decision) || steered.length > 0);
+    // New input supersedes the question: undecided calls are cancelled, the model sees the new messages.
+    for (const ticket of pending) ticket.decision ??= { action: 'cancelled', reason: 'new input arrived while waiting' };
+    await store.resumeRun({ runId });
+    setStatus('running');
+  }
 
   let termination: Termination;
   try {
-    await store.startRun({ runId, carriedRunIds: input.carriedRunIds, agentId: input.agent.agentId, dispatchId: input.dispatchId });
+    await store.startRun({ runId, carriedRunIds: input.carriedRunIds });
     setStatus('running');
     termination = await loop.run(async () => {
-      while (step < input.agent.maxSteps) {
+      for (;;) {
+        if (steered.length) await applySteering();
+        if (step >= input.agent.maxSteps) return { type: 'max_steps', detail: `stopped after ${input.agent.maxSteps} steps` } satisfies Termination;
         step += 1;
         const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step });
         await store.commitMessages({
-          ref: { tenant, threadId },
-          messages: [{ messageId: `${runId}:${step}:assistant`, role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined }],
+          ref,
+          messages: [
+            { messageId: `${runId}:${step}:assistant`, role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
+          ],
         });
-        if (result.toolCalls.length === 0) return { type: 'natural_end' } satisfies Termination;
+        if (result.toolCalls.length === 0) {
+          if (steered.length) continue; // steering arrived during the final answer: one more step
+          return { type: 'natural_end' } satisfies Termination;
+        }
+        const needApproval = result.toolCalls.filter((c) => input.agent.approvalTools.includes(c.toolName));
+        if (needApproval.length) await waitForDecisions(needApproval.map((c) => ({ ...c, step })));
         for (const call of result.toolCalls) {
-          await proxyActivities<Activities>({
-            summary: `tool ${call.toolName}`,
-            startToCloseTimeout: '15 minutes',
-            heartbeatTimeout: '30 seconds',
-            retry: { initialInterval: '500 milliseconds', maximumAttempts: 3 },
-          }).runTool({ tenant, threadId, runId, step, call });
+          const decision = tickets.get(call.toolCallId)?.decision;
+          const outcome = decision?.action === 'deny' ? 'denied' : decision?.action === 'cancelled' ? 'cancelled' : undefined;
+          await toolActivity(call.toolName)({ tenant, threadId, runId, step, call, outcome, reason: decision?.reason });
         }
       }
-      return { type: 'max_steps', detail: `stopped after ${input.agent.maxSteps} steps` } satisfies Termination;
     });
   } catch (err) {
     if (isCancellation(err) && stopReason) termination = { type: stopReason };
@@ -75,7 +134,10 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
     }
     await store.finishRun({ runId, termination, fence: (step + 1) * 1000 });
     setStatus(termination.type);
-    await getExternalWorkflowHandle(input.threadWorkflowId).signal(runEndedSignal, { runId, termination });
+    const thread = getExternalWorkflowHandle(input.threadWorkflowId);
+    await thread.signal(runEndedSignal, { runId, termination, unappliedSteering: steered.splice(0) });
+    // Steering that raced the end of the run still reaches the thread, which queues it.
+    while (steered.length) await thread.signal(runEndedSignal, { runId, termination, unappliedSteering: steered.splice(0) });
   });
   return termination;
 }
@@ -87,6 +149,5 @@ function setStatus(status: string) {
 function errorMessage(err: unknown): string {
   let cause: unknown = err;
   while (cause instanceof Error && cause.cause) cause = cause.cause;
-  if (cause instanceof ApplicationFailure || cause instanceof Error) return cause.message;
-  return String(cause);
+  return cause instanceof Error ? cause.message : String(cause);
 }

@@ -10,9 +10,12 @@ export interface InputMessage {
   metadata?: Record<string, unknown>;
 }
 
+/** What a run needs to know of its agent; resolved from the agents config by the API. */
 export interface AgentSettings {
   agentId: string;
   maxSteps: number;
+  /** tools whose calls wait for an approve/deny decision */
+  approvalTools: string[];
 }
 
 export interface SubmitInput {
@@ -22,6 +25,8 @@ export interface SubmitInput {
   agent: AgentSettings;
   messages: InputMessage[];
   expectedRunId?: string;
+  /** durable cross-thread message: a redelivery returns the first result */
+  durable?: boolean;
 }
 
 export interface SubmitResult {
@@ -29,6 +34,18 @@ export interface SubmitResult {
   runId: string;
   dispatchId: string;
   status: 'running' | 'queued' | 'steered';
+  duplicate?: boolean;
+}
+
+export interface CancelResult {
+  runId: string;
+  status: 'cancel_requested';
+}
+
+export interface InterruptResult {
+  threadId: string;
+  cancelledRunId: string | null;
+  supersededRunIds: string[];
 }
 
 export interface Dispatch {
@@ -47,10 +64,17 @@ export interface MailboxState {
   active: Dispatch | null;
 }
 
+/** What continue-as-new carries from one thread workflow run to the next. */
+export interface ThreadState {
+  mailbox: MailboxState;
+  /** idempotency key → result, for retried submits that reach a later workflow run */
+  recentResults: [string, SubmitResult][];
+}
+
 export interface ThreadWorkflowInput {
   tenant: string;
   threadId: string;
-  mailbox?: MailboxState;
+  state?: ThreadState;
 }
 
 export interface RunWorkflowInput {
@@ -66,9 +90,26 @@ export interface RunWorkflowInput {
 export interface RunEnded {
   runId: string;
   termination: Termination;
+  /** steering that reached the run too late to be applied: the thread queues it as a new run */
+  unappliedSteering: InputMessage[];
 }
 
 export type StopReason = 'interrupted' | 'cancelled';
 
+export interface Decision {
+  toolCallId: string;
+  action: 'approve' | 'deny';
+  reason?: string;
+}
+
+export interface ApprovalTicket {
+  toolCallId: string;
+  toolName: string;
+  input: unknown;
+  step: number;
+  decision?: { action: 'approve' | 'deny' | 'cancelled'; reason?: string };
+}
+
 export const threadWorkflowId = (tenant: string, threadId: string) => `thread:${tenant}:${threadId}`;
 export const runWorkflowId = (runId: string) => `run:${runId}`;
+export const durableRunId = (messageId: string) => `durable-msg-${messageId}`;

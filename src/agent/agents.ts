@@ -1,7 +1,11 @@
 // Agents: which model, system prompt, tools and step budget a run uses.
 import type { LanguageModelV3 } from '@ai-sdk/provider';
-import { createEchoModel } from './echo.js';
+import { ConfigError } from '../config.js';
+import { DEFAULT_MAX_STEPS, loadAgentsConfig } from './config.js';
+import { resolveModel, type ProviderEnv } from './models.js';
 import { builtinTools } from './tools.js';
+
+export { resolveModel } from './models.js';
 
 export interface Agent {
   id: string;
@@ -16,13 +20,33 @@ export class AgentRegistry {
   private readonly agents: Map<string, Agent>;
   private readonly models = new Map<string, LanguageModelV3>();
 
-  constructor(agents: Agent[]) {
+  constructor(
+    agents: Agent[],
+    private readonly env: ProviderEnv = process.env,
+  ) {
     this.agents = new Map(agents.map((a) => [a.id, a]));
-    for (const agent of agents) this.modelFor(agent); // an unknown provider fails at startup, not mid-run
+    for (const agent of agents) this.modelFor(agent); // an unknown provider or a missing key fails at startup, not mid-run
   }
 
-  static withDefaults(model = 'echo'): AgentRegistry {
-    return new AgentRegistry([{ id: 'default', model, tools: Object.keys(builtinTools), maxSteps: 10 }]);
+  /** Without a config file: one agent, `default`, on THREADBOX_MODEL with every built-in tool. */
+  static withDefaults(model = 'echo', env: ProviderEnv = process.env): AgentRegistry {
+    try {
+      return new AgentRegistry([{ id: 'default', model, tools: Object.keys(builtinTools), maxSteps: DEFAULT_MAX_STEPS }], env);
+    } catch (err) {
+      throw new ConfigError(`THREADBOX_MODEL: ${(err as Error).message}`);
+    }
+  }
+
+  /** The agents of THREADBOX_CONFIG when set, else the default agent. */
+  static fromConfig(config: { THREADBOX_CONFIG?: string; THREADBOX_MODEL: string }, env: ProviderEnv = process.env): AgentRegistry {
+    if (!config.THREADBOX_CONFIG) return AgentRegistry.withDefaults(config.THREADBOX_MODEL, env);
+    const agents = loadAgentsConfig(config.THREADBOX_CONFIG, { defaultModel: config.THREADBOX_MODEL, env });
+    try {
+      return new AgentRegistry(agents, env);
+    } catch (err) {
+      // Only an agent that took THREADBOX_MODEL can still fail here: the file's own specs were checked while parsing it.
+      throw new ConfigError(`THREADBOX_MODEL (the model of agents in ${config.THREADBOX_CONFIG} that name none): ${(err as Error).message}`);
+    }
   }
 
   get(agentId: string): Agent | undefined {
@@ -36,14 +60,9 @@ export class AgentRegistry {
   modelFor(agent: Agent): LanguageModelV3 {
     let model = this.models.get(agent.model);
     if (!model) {
-      model = resolveModel(agent.model);
+      model = resolveModel(agent.model, this.env);
       this.models.set(agent.model, model);
     }
     return model;
   }
-}
-
-export function resolveModel(spec: string): LanguageModelV3 {
-  if (spec === 'echo') return createEchoModel();
-  throw new Error(`unknown model "${spec}" (THREADBOX_MODEL): this build knows "echo"`);
 }

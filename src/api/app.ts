@@ -6,7 +6,7 @@ import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCom
 import { ApiError } from './errors.js';
 import type { ThreadboxService } from './service.js';
 import { healthRoutes } from './routes/health.js';
-import { threadRoutes } from './routes/threads.js';
+import { mailboxRoutes, threadRoutes } from './routes/threads.js';
 import { runRoutes } from './routes/runs.js';
 
 declare module 'fastify' {
@@ -70,6 +70,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   await app.register(healthRoutes);
   await app.register(threadRoutes);
+  await app.register(mailboxRoutes);
   await app.register(runRoutes);
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
   return app;

@@ -93,3 +93,37 @@ export const health = z.object({
   postgres: z.string(),
   temporal: z.string(),
 });
+
+export const durableMessageBody = z.strictObject({
+  messageId: id,
+  text: z.string().min(1).max(256 * 1024, 'a message is at most 256 KiB'),
+  senderAgentId: id.optional(),
+  agentId: id.optional(),
+});
+export type DurableMessageBody = z.infer<typeof durableMessageBody>;
+
+export const durableMessageResponse = submitResponse.extend({ duplicate: z.boolean() });
+
+export const decisionBody = z.strictObject({
+  toolCallId: id,
+  action: z.enum(['approve', 'deny']),
+  reason: z.string().max(4096).optional(),
+});
+
+export const decisionResponse = z.object({ runId: z.string(), toolCallId: z.string(), duplicate: z.boolean() });
+
+export const cancelResponse = z.object({ runId: z.string(), status: z.literal('cancel_requested') });
+
+export const interruptResponse = z.object({ threadId: z.string(), cancelledRunId: z.string().nullable(), supersededRunIds: z.array(z.string()) });
+
+export const dispatch = z.object({
+  dispatchId: z.string(),
+  runId: z.string(),
+  status: z.enum(['queued', 'running', 'done', 'cancelled', 'superseded', 'dead_letter']),
+  mode: z.string(),
+  epoch: z.number(),
+  attempts: z.number(),
+  lastError: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});

@@ -1,13 +1,24 @@
 // What the routes ask for: submits go to the thread workflow by Update-With-Start; reads come from the store.
-import { Client, WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common';
 import { v7 as uuidv7 } from 'uuid';
 import type { AgentRegistry } from '../agent/agents.js';
+import { builtinTools } from '../agent/tools.js';
 import type { Store, ThreadRef } from '../store/store.js';
-import { submitUpdate, type threadWorkflow } from '../../workflows/thread.js';
-import { threadWorkflowId, type SubmitInput, type SubmitResult } from '../../workflows/types.js';
+import { decideUpdate } from '../../workflows/run.js';
+import { cancelRunUpdate, interruptUpdate, submitUpdate, type threadWorkflow } from '../../workflows/thread.js';
+import {
+  durableRunId,
+  runWorkflowId,
+  threadWorkflowId,
+  type CancelResult,
+  type Decision,
+  type InterruptResult,
+  type SubmitInput,
+  type SubmitResult,
+} from '../../workflows/types.js';
 import { ApiError, notFound } from './errors.js';
-import type { SubmitBody } from './schemas.js';
+import type { DurableMessageBody, SubmitBody } from './schemas.js';
 
 const ThreadIdKey = defineSearchAttributeKey('ThreadId', 'KEYWORD');
 
@@ -20,17 +31,71 @@ export class ThreadboxService {
   ) {}
 
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
-    const agentId = body.agentId ?? 'default';
-    const agent = this.agents.get(agentId);
-    if (!agent) throw new ApiError('invalid_request', `unknown agent "${agentId}" (known: ${this.agents.ids().join(', ')})`);
-    const input: SubmitInput = {
+    return this.submit(ref, {
       runId: body.runId ?? uuidv7(),
       dispatchId: uuidv7(),
       mode: body.mode,
-      agent: { agentId, maxSteps: agent.maxSteps },
+      agent: this.agentSettings(body.agentId),
       messages: body.messages.map((m) => ({ messageId: m.id ?? uuidv7(), role: m.role, content: m.content })),
       ...(body.expectedRunId ? { expectedRunId: body.expectedRunId } : {}),
-    };
+    }, idempotencyKey);
+  }
+
+  /** A durable cross-thread message: run `durable-msg-<messageId>`; a redelivery returns the first result. */
+  async deliverDurableMessage(ref: ThreadRef, body: DurableMessageBody): Promise<SubmitResult & { duplicate: boolean }> {
+    const result = await this.submit(ref, {
+      runId: durableRunId(body.messageId),
+      dispatchId: uuidv7(),
+      mode: 'queue',
+      durable: true,
+      agent: this.agentSettings(body.agentId),
+      messages: [{ messageId: body.messageId, role: 'user', content: body.text, ...(body.senderAgentId ? { metadata: { senderAgentId: body.senderAgentId } } : {}) }],
+    });
+    return { ...result, duplicate: result.duplicate ?? false };
+  }
+
+  async cancelRun(tenant: string, runId: string): Promise<CancelResult> {
+    const run = await this.getRun(tenant, runId);
+    if (run.status === 'done') throw new ApiError('run_not_active', `run ${runId} already ended (${run.termination?.type})`);
+    try {
+      return await this.temporal.workflow.getHandle(threadWorkflowId(tenant, run.threadId)).executeUpdate(cancelRunUpdate, { args: [{ runId }] });
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+
+  async interruptThread(ref: ThreadRef): Promise<InterruptResult> {
+    await this.getThread(ref);
+    try {
+      return await this.temporal.workflow.getHandle(threadWorkflowId(ref.tenant, ref.threadId)).executeUpdate(interruptUpdate);
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+
+  async decide(tenant: string, runId: string, decision: Decision): Promise<{ runId: string; toolCallId: string; duplicate: boolean }> {
+    const run = await this.getRun(tenant, runId);
+    if (run.status === 'done') throw new ApiError('no_pending_approval', `run ${runId} has ended; no approval is pending`);
+    try {
+      const result = await this.temporal.workflow.getHandle(runWorkflowId(runId)).executeUpdate(decideUpdate, { args: [decision] });
+      return { runId, ...result };
+    } catch (err) {
+      throw toApiError(err, 'no_pending_approval');
+    }
+  }
+
+  async listDispatches(ref: ThreadRef) {
+    await this.getThread(ref);
+    return this.store.listDispatches(ref);
+  }
+
+  private agentSettings(agentId = 'default') {
+    const agent = this.agents.get(agentId);
+    if (!agent) throw new ApiError('invalid_request', `unknown agent "${agentId}" (known: ${this.agents.ids().join(', ')})`);
+    return { agentId, maxSteps: agent.maxSteps, approvalTools: agent.tools.filter((name) => builtinTools[name]?.needsApproval) };
+  }
+
+  private async submit(ref: ThreadRef, input: SubmitInput, idempotencyKey?: string): Promise<SubmitResult> {
     const workflowId = threadWorkflowId(ref.tenant, ref.threadId);
     const startWorkflowOperation = new WithStartWorkflowOperation<typeof threadWorkflow>('threadWorkflow', {
       workflowId,
@@ -98,11 +163,17 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
 }
 
-function toApiError(err: unknown): unknown {
-  if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
-    if (err.cause.type === 'active_run_conflict') return new ApiError('active_run_conflict', err.cause.message);
-    return new ApiError('invalid_request', err.cause.message);
+const CONFLICTS = new Set(['active_run_conflict', 'no_pending_approval', 'run_not_active']);
+
+/** Maps a rejected update to the contract's codes; `whenGone` is the code for a workflow that has completed. */
+function toApiError(err: unknown, whenGone: 'run_not_active' | 'no_pending_approval' = 'run_not_active'): unknown {
+  if (err instanceof WorkflowUpdateFailedError) {
+    const cause = err.cause;
+    if (cause instanceof ApplicationFailure && cause.type && CONFLICTS.has(cause.type)) return new ApiError(cause.type as 'active_run_conflict', cause.message);
+    return new ApiError('invalid_request', (cause as Error | undefined)?.message ?? err.message);
   }
-  if (err instanceof WorkflowUpdateFailedError) return new ApiError('invalid_request', (err.cause as Error | undefined)?.message ?? err.message);
+  if (err instanceof WorkflowNotFoundError || /workflow execution already completed/i.test((err as Error)?.message ?? '')) {
+    return new ApiError(whenGone, whenGone === 'run_not_active' ? 'the run is not active' : 'no approval is pending: the run has ended');
+  }
   return err;
 }

@@ -1,6 +1,20 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { errorBody, id, messagesPage, messagesQuery, run, submitBody, submitResponse, thread, threadParams } from '../schemas.js';
+import {
+  dispatch,
+  durableMessageBody,
+  durableMessageResponse,
+  errorBody,
+  id,
+  interruptResponse,
+  messagesPage,
+  messagesQuery,
+  run,
+  submitBody,
+  submitResponse,
+  thread,
+  threadParams,
+} from '../schemas.js';
 
 const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 409: errorBody, 503: errorBody };
 
@@ -46,5 +60,36 @@ export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
     '/v1/threads/:threadId/runs',
     { schema: { tags: ['runs'], summary: "A thread's run records", params: threadParams, response: { 200: z.object({ items: z.array(run) }), ...errors } } },
     async (request) => ({ items: await app.threadbox.listRuns({ tenant: request.tenant, threadId: request.params.threadId }) }),
+  );
+};
+
+export const mailboxRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/threads/:threadId/interrupt',
+    { schema: { tags: ['threads'], summary: 'Cancel the active run and supersede the queue', params: threadParams, response: { 202: interruptResponse, ...errors } } },
+    async (request, reply) => reply.status(202).send(await app.threadbox.interruptThread({ tenant: request.tenant, threadId: request.params.threadId })),
+  );
+
+  app.post(
+    '/v1/threads/:threadId/mailbox',
+    {
+      schema: {
+        tags: ['mailbox'],
+        summary: 'Deliver a durable cross-thread message (idempotent by messageId)',
+        params: threadParams,
+        body: durableMessageBody,
+        response: { 200: durableMessageResponse, 201: durableMessageResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const result = await app.threadbox.deliverDurableMessage({ tenant: request.tenant, threadId: request.params.threadId }, request.body);
+      return reply.status(result.duplicate ? 200 : 201).send(result);
+    },
+  );
+
+  app.get(
+    '/v1/threads/:threadId/mailbox',
+    { schema: { tags: ['mailbox'], summary: "The thread's dispatches", params: threadParams, response: { 200: z.object({ items: z.array(dispatch) }), ...errors } } },
+    async (request) => ({ items: await app.threadbox.listDispatches({ tenant: request.tenant, threadId: request.params.threadId }) }),
   );
 };
