@@ -3,7 +3,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunEventBody, Termination } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
-import { executeTool } from '../src/agent/tools.js';
+import { builtinTools, executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
 import type { ApprovalTicket, InputMessage } from '../workflows/types.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
@@ -138,7 +138,16 @@ export function createActivities({ store, agents }: ActivityDeps) {
      * Runs one tool call (or records that it was denied or cancelled) and commits its result;
      * a failing tool is a result the model reads, not a failed run.
      */
-    async runTool(args: { tenant: string; threadId: string; runId: string; step: number; call: ToolCall; outcome?: 'denied' | 'cancelled'; reason?: string }) {
+    async runTool(args: {
+      tenant: string;
+      threadId: string;
+      runId: string;
+      agentId: string;
+      step: number;
+      call: ToolCall;
+      outcome?: 'denied' | 'cancelled';
+      reason?: string;
+    }) {
       const { call, runId, step } = args;
       const ctx = Context.current();
       if (args.outcome) {
@@ -146,7 +155,11 @@ export function createActivities({ store, agents }: ActivityDeps) {
         await recordToolResult(args, { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: args.outcome, error }, error);
         return;
       }
-      const result = await executeTool(call.toolName, call.input, { signal: ctx.cancellationSignal, heartbeat: (d) => ctx.heartbeat(d) });
+      // An unknown tool gets executeTool's own message; a known one outside the agent's list is refused.
+      const allowed = !Object.hasOwn(builtinTools, call.toolName) || (agents.get(args.agentId)?.tools.includes(call.toolName) ?? false);
+      const result = allowed
+        ? await executeTool(call.toolName, call.input, { signal: ctx.cancellationSignal, heartbeat: (d) => ctx.heartbeat(d) })
+        : ({ ok: false, error: `tool "${call.toolName}" is not available to agent "${args.agentId}"` } as const);
       await recordToolResult(
         args,
         result.ok

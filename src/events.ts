@@ -9,6 +9,8 @@ export interface Termination {
 export interface Usage {
   inputTokens?: number;
   outputTokens?: number;
+  /** time spent in model calls */
+  inferenceMs?: number;
 }
 
 /** What a writer hands to the event log; the log adds runId, threadId, seq and ts. */

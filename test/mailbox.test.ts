@@ -82,7 +82,8 @@ describe('interrupt (foreground submit)', () => {
 
   it('20 concurrent foreground submits: one ends naturally, the rest interrupted or superseded, every message once', async () => {
     const threadId = uniqueId('race');
-    const contents = Array.from({ length: 20 }, (_, i) => `/slow 20 m${i}`);
+    // Each run streams for ~9 s, so only the last accepted one can finish before the next submit interrupts it.
+    const contents = Array.from({ length: 20 }, (_, i) => `/slow 300 /long 30 m${i}`);
     const results = await Promise.all(contents.map((c) => submit(threadId, c)));
     const accepted = results.filter((r) => r.status === 202);
     // A submit may lose the race to settle the run before it (409, nothing written); all others are accepted.
@@ -288,6 +289,60 @@ describe('idempotency', () => {
     await expectEachUserMessageOnce(threadId, ['once']);
     expect((await stack.request('GET', `/v1/threads/${threadId}/runs`)).body.items).toHaveLength(1);
   });
+});
+
+describe('signals', () => {
+  it('submit and interrupt also arrive as signals, with the same logic, and show in events and the mailbox', async () => {
+    const threadId = uniqueId('signals');
+    const first = (await submit(threadId, '/slow 100 /long 100 started by update')).body;
+    await waitForEvent(first.runId, 'text_delta');
+    const handle = stack.temporal.workflow.getHandle(`thread:default:${threadId}`);
+    const agent = { agentId: 'default', maxSteps: 10, approvalTools: ['send_email'] };
+    const queuedRunId = uniqueId('sig-run');
+    await handle.signal('submit', {
+      runId: queuedRunId,
+      dispatchId: uniqueId('sig-dispatch'),
+      mode: 'queue',
+      agent,
+      messages: [{ messageId: uniqueId('sig-msg'), role: 'user', content: 'by signal' }],
+    });
+    const queuedEvent = await eventually(async () => {
+      const events = await stack.store.readThreadEvents({ tenant: 'default', threadId });
+      return events.find((e) => e.runId === queuedRunId && e.type === 'run_queued');
+    });
+    expect(queuedEvent).toMatchObject({ mode: 'queue' });
+    await handle.signal('interrupt');
+    expect((await runDone(first.runId)).termination?.type).toBe('interrupted');
+    expect((await runDone(queuedRunId)).termination?.type).toBe('superseded');
+    const dispatches = (await stack.request('GET', `/v1/threads/${threadId}/mailbox`)).body.items;
+    expect(dispatches.find((d: { runId: string }) => d.runId === queuedRunId)).toMatchObject({ status: 'superseded', mode: 'queue' });
+    await expectEachUserMessageOnce(threadId, ['/slow 100 /long 100 started by update', 'by signal']);
+  });
+});
+
+describe('continue-as-new', () => {
+  it('a thread that continues-as-new while a run waits for approval loses neither the approval nor the queue', async () => {
+    const threadId = uniqueId('can');
+    const waiting = (await submit(threadId, '/tool send_email {"to":"a@example.com","subject":"s","body":"b"}')).body;
+    const requested = (await waitForEvent(waiting.runId, 'tool_approval_requested')) as { toolCallId: string };
+    const queued: string[] = [];
+    for (let i = 0; i < 60; i++) queued.push((await submit(threadId, `behind ${i}`, { mode: 'queue' })).body.runId);
+    const executions = async () => {
+      const ids = [];
+      for await (const wf of stack.temporal.workflow.list({ query: `WorkflowId = "thread:default:${threadId}"` })) ids.push(wf.runId);
+      return ids.length;
+    };
+    expect(await eventually(async () => ((await executions()) > 1 ? true : undefined), 20_000, 'continue-as-new')).toBe(true);
+    expect((await stack.store.getRun(waiting.runId))?.status).toBe('waiting');
+
+    const decided = await stack.request('POST', `/v1/runs/${waiting.runId}/decisions`, { toolCallId: requested.toolCallId, action: 'approve' });
+    expect(decided.status).toBe(202);
+    expect((await runDone(waiting.runId)).termination?.type).toBe('natural_end');
+    const runs = await Promise.all(queued.map((id) => runDone(id, 120_000)));
+    expect(runs.every((r) => r.termination?.type === 'natural_end')).toBe(true);
+    const users = (await messages(threadId)).filter((m) => m.role === 'user').map((m) => m.content);
+    expect(users.slice(1)).toEqual(queued.map((_, i) => `behind ${i}`));
+  }, 180_000);
 });
 
 describe('replay', () => {

@@ -17,14 +17,14 @@ export interface Stack {
   request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
 }
 
-export async function startStack(opts: { env?: Record<string, string> } = {}): Promise<Stack> {
-  const taskQueue = `test-${randomUUID()}`;
+export async function startStack(opts: { env?: Record<string, string>; worker?: boolean; taskQueue?: string } = {}): Promise<Stack> {
+  const taskQueue = opts.taskQueue ?? `test-${randomUUID()}`;
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', TEMPORAL_TASK_QUEUE: taskQueue, ...opts.env });
   const running: Running = await startThreadbox(config, {
     databaseUrl: inject('databaseUrl'),
     temporalAddress: inject('temporalAddress'),
     api: true,
-    worker: true,
+    worker: opts.worker ?? true,
     workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') },
   });
   const pool = createPool(inject('databaseUrl'));

@@ -119,7 +119,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
         for (const call of result.toolCalls) {
           const decision = tickets.get(call.toolCallId)?.decision;
           const outcome = decision?.action === 'deny' ? 'denied' : decision?.action === 'cancelled' ? 'cancelled' : undefined;
-          await toolActivity(call.toolName)({ tenant, threadId, runId, step, call, outcome, reason: decision?.reason });
+          await toolActivity(call.toolName)({ tenant, threadId, runId, agentId: input.agent.agentId, step, call, outcome, reason: decision?.reason });
         }
       }
     });

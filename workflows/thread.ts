@@ -181,12 +181,12 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
   async function interruptThread(): Promise<InterruptResult> {
     const cancelledRunId = await settleActive('interrupted');
     const superseded = mailbox.supersedeQueue();
+    // No run supersedes them, so their input is committed now (before they are marked ended): an accepted message is never dropped.
+    const runIds = superseded.flatMap((d) => [...d.carriedRunIds, d.runId]);
+    if (runIds.length) await store.commitPendingInput({ ref, runIds });
     for (const old of superseded) {
       await store.finishRun({ runId: old.runId, termination: { type: 'superseded', detail: 'the thread was interrupted' } });
     }
-    // No run supersedes them, so their input is committed now: an accepted message is never dropped.
-    const runIds = superseded.flatMap((d) => [...d.carriedRunIds, d.runId]);
-    if (runIds.length) await store.commitPendingInput({ ref, runIds });
     return { threadId, cancelledRunId, supersededRunIds: superseded.map((d) => d.runId) };
   }
 
@@ -202,8 +202,11 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
     });
   }
 
+  // The next run starts only while no handler holds the mailbox: a foreground submit that is
+  // mid-way must see the run it supersedes still queued, not half-started.
+  const startable = () => mailbox.active === null && mailbox.queue.length > 0 && !busy;
   for (;;) {
-    await condition(() => (mailbox.active === null && mailbox.queue.length > 0 && !busy) || canContinueAsNew());
+    await condition(() => startable() || canContinueAsNew());
     if (canContinueAsNew()) {
       await condition(allHandlersFinished);
       return continueAsNew<typeof threadWorkflow>({
@@ -212,8 +215,9 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
         state: { mailbox: mailbox.snapshot(), recentResults: [...recentResults] },
       });
     }
-    const next = mailbox.takeNext();
-    if (!next) continue;
+    // Re-checked: a handler may have taken the lock between the wake-up and now.
+    if (!startable()) continue;
+    const next = mailbox.takeNext()!;
     await startChild(runWorkflow, {
       workflowId: runWorkflowId(next.runId),
       args: [{ tenant, threadId, runId: next.runId, dispatchId: next.dispatchId, agent: next.agent, carriedRunIds: next.carriedRunIds, threadWorkflowId: workflowInfo().workflowId }],

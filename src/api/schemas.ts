@@ -80,7 +80,7 @@ export const run = z.object({
   inputMessageIds: z.array(z.string()),
   waiting: z.unknown(),
   steps: z.number(),
-  usage: z.object({ inputTokens: z.number().optional(), outputTokens: z.number().optional() }),
+  usage: z.object({ inputTokens: z.number().optional(), outputTokens: z.number().optional(), inferenceMs: z.number().optional() }),
   error: z.string().nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),

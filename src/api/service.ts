@@ -92,6 +92,7 @@ export class ThreadboxService {
   private agentSettings(agentId = 'default') {
     const agent = this.agents.get(agentId);
     if (!agent) throw new ApiError('invalid_request', `unknown agent "${agentId}" (known: ${this.agents.ids().join(', ')})`);
+    // A call to a tool outside the agent's list never waits for approval: runTool refuses it.
     return { agentId, maxSteps: agent.maxSteps, approvalTools: agent.tools.filter((name) => builtinTools[name]?.needsApproval) };
   }
 

@@ -85,6 +85,18 @@ export interface ThreadRecord {
   updatedAt: string;
 }
 
+export interface DispatchRecord {
+  dispatchId: string;
+  runId: string;
+  status: 'queued' | 'running' | 'done' | 'cancelled' | 'superseded' | 'dead_letter';
+  mode: string;
+  epoch: number;
+  attempts: number;
+  lastError: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export interface NewRun {
   runId: string;
   dispatchId: string;
@@ -95,6 +107,8 @@ export interface NewRun {
 }
 
 export class StoreError extends Error {
+  override readonly name = 'StoreError';
+
   constructor(
     readonly code: 'version_conflict' | 'duplicate_message_id' | 'illegal_transition' | 'stale_writer' | 'not_found',
     message: string,
@@ -113,17 +127,53 @@ const LEGAL: Record<RunStatus, RunStatus[]> = {
 type Queryable = pg.Pool | pg.PoolClient;
 
 export class Store {
+  /** Tail of each thread's in-process append queue (see commitMessages). */
+  private readonly appendQueues = new Map<string, Promise<unknown>>();
+
   constructor(readonly pool: pg.Pool) {}
 
   // ---- committed log ------------------------------------------------------------------
 
   /**
-   * Appends messages at version+1..version+n. With `expectedVersion` the append is a
-   * compare-and-swap that reloads and retries when the version moved; without it the
-   * version row lock orders concurrent writers. Idempotent on message ids.
+   * Appends messages at version+1..version+n and returns their seq range.
+   *
+   * Without `expectedVersion` the thread row is locked before its version is read, so the
+   * append cannot lose a race: concurrent writers queue on the lock and each lands after the
+   * one before it. With `expectedVersion` the first attempt is a compare-and-swap from that
+   * version; when the version has moved, every later attempt reloads the current version and
+   * swaps from it, so the messages still land after whatever was committed meanwhile. After
+   * 8 lost swaps it fails with `version_conflict` naming the thread.
+   *
+   * Idempotent on message ids: when every id is already committed it returns the original
+   * range with `duplicate: true` and writes nothing; when only some are, it fails with
+   * `duplicate_message_id` and writes nothing. Missing ids get UUIDv7s.
+   *
+   * Appends to one thread from this process run one at a time: Postgres serializes them on the
+   * thread row anyway, and queueing them here keeps a hot thread from holding (or timing out
+   * waiting for) every pool connection while its appends wait on each other's row lock.
    */
   async commitMessages(ref: ThreadRef, messages: NewMessage[], expectedVersion?: number): Promise<CommitResult> {
-    return this.inTransaction((client) => this.commitInTransaction(client, ref, messages, expectedVersion), ref);
+    // Ids are fixed once so that every attempt (and the result) names the same messages.
+    const batch = messages.map((m) => ({ ...m, messageId: m.messageId ?? uuidv7() }));
+    return this.oneAtATime(JSON.stringify([ref.tenant, ref.threadId]), () => this.commitWithRetries(ref, batch, expectedVersion));
+  }
+
+  private async commitWithRetries(ref: ThreadRef, batch: PendingMessage[], expectedVersion: number | undefined): Promise<CommitResult> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
+      const base: CasBase = expectedVersion === undefined ? 'locked' : attempt === 1 ? expectedVersion : 'reload';
+      try {
+        return await this.inTransaction((client) => commitInTransaction(client, ref, batch, base));
+      } catch (err) {
+        if (!isLostRace(err)) throw err;
+        lastError = err;
+        await sleep(Math.random() * Math.min(50, 2 ** attempt));
+      }
+    }
+    throw new StoreError(
+      'version_conflict',
+      `append to thread ${ref.threadId} (tenant ${ref.tenant}) lost to concurrent writers ${MAX_CAS_ATTEMPTS} times: ${(lastError as Error).message}`,
+    );
   }
 
   async loadCommittedMessages(ref: ThreadRef, afterSeq = 0, limit = 10_000): Promise<CommittedMessage[]> {
@@ -163,8 +213,12 @@ export class Store {
         [run.runId, ref.tenant, ref.threadId, run.agentId, run.dispatchId, run.mode, input.map((m) => m.messageId)],
       );
       if (inserted.rowCount) {
-        for (const [position, message] of input.entries()) {
-          await client.query('INSERT INTO pending_input (run_id, position, message) VALUES ($1, $2, $3)', [run.runId, position, message]);
+        if (input.length > 0) {
+          await client.query(
+            `INSERT INTO pending_input (run_id, position, message)
+             SELECT $1, i - 1, m FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(m, i)`,
+            [run.runId, JSON.stringify(input)],
+          );
         }
         await client.query(
           `INSERT INTO dispatches (dispatch_id, tenant, thread_id, run_id, mode, status, epoch) VALUES ($1, $2, $3, $4, $5, 'queued', $6)`,
@@ -175,10 +229,10 @@ export class Store {
             WHERE tenant = $1 AND thread_id = $2`,
           [ref.tenant, ref.threadId, run.runId],
         );
-        await this.appendEventsWith(client, run.runId, 0, [{ type: 'run_queued', dispatchId: run.dispatchId, mode: run.mode }]);
+        await appendEventsWith(client, run.runId, 0, [{ type: 'run_queued', dispatchId: run.dispatchId, mode: run.mode }]);
       }
-      return this.requireRun(client, run.runId);
-    }, ref);
+      return requireRun(client, run.runId);
+    });
   }
 
   /**
@@ -187,13 +241,14 @@ export class Store {
    */
   async startRun(runId: string, carriedRunIds: string[] = []): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await this.lockRun(client, runId);
-      if (run.status === 'running') return this.requireRun(client, runId);
+      const run = await lockRun(client, runId);
+      // Already started (possibly already waiting for an approval): a retried activity must not rewind it.
+      if (run.status === 'running' || run.status === 'waiting') return requireRun(client, runId);
       assertTransition(run, 'running');
       const ref = { tenant: run.tenant, threadId: run.threadId };
-      const input: NewMessage[] = [];
-      for (const id of [...carriedRunIds, runId]) input.push(...(await takePendingInput(client, id)));
-      if (input.length > 0) await this.commitInTransaction(client, ref, input);
+      const input: PendingMessage[] = [];
+      for (const id of [...carriedRunIds.filter((id) => id !== runId), runId]) input.push(...(await takePendingInput(client, id)));
+      if (input.length > 0) await commitInTransaction(client, ref, input, 'locked');
       await client.query(
         `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now() WHERE run_id = $1`,
         [runId],
@@ -204,23 +259,25 @@ export class Store {
           WHERE tenant = $1 AND thread_id = $2`,
         [ref.tenant, ref.threadId, runId],
       );
-      await this.appendEventsWith(client, runId, 0, [{ type: 'run_start', dispatchId: run.dispatchId, agentId: run.agentId }]);
-      return this.requireRun(client, runId);
+      await appendEventsWith(client, runId, 0, [{ type: 'run_start', dispatchId: run.dispatchId, agentId: run.agentId }]);
+      return requireRun(client, runId);
     });
   }
 
-  /** running ⇄ waiting; `waiting` holds the approval tickets. */
+  /** running → waiting (`waiting` holds the approval tickets) and waiting → running (`null`). */
   async setRunWaiting(runId: string, waiting: unknown | null): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await this.lockRun(client, runId);
+      const run = await lockRun(client, runId);
       const next: RunStatus = waiting === null ? 'running' : 'waiting';
+      // queued → running is startRun's alone: only it commits the pending input.
+      if (run.status === 'queued') throw new StoreError('illegal_transition', `run ${runId} cannot go from queued to ${next}: it has not started`);
       if (run.status !== next) assertTransition(run, next);
       await client.query('UPDATE runs SET status = $2, waiting = $3, updated_at = now() WHERE run_id = $1', [runId, next, waiting]);
       await client.query(
         `UPDATE threads SET status = $3, updated_at = now() WHERE tenant = $1 AND thread_id = $2 AND active_run_id = $4`,
         [run.tenant, run.threadId, next, runId],
       );
-      return this.requireRun(client, runId);
+      return requireRun(client, runId);
     });
   }
 
@@ -230,24 +287,26 @@ export class Store {
       `UPDATE runs SET steps = greatest(steps, $2),
          usage = jsonb_build_object(
            'inputTokens', coalesce((usage->>'inputTokens')::bigint, 0) + $3,
-           'outputTokens', coalesce((usage->>'outputTokens')::bigint, 0) + $4),
+           'outputTokens', coalesce((usage->>'outputTokens')::bigint, 0) + $4,
+           'inferenceMs', coalesce((usage->>'inferenceMs')::bigint, 0) + $5),
          updated_at = now()
        WHERE run_id = $1 AND steps < $2`,
-      [runId, step, usage.inputTokens ?? 0, usage.outputTokens ?? 0],
+      [runId, step, usage.inputTokens ?? 0, usage.outputTokens ?? 0, usage.inferenceMs ?? 0],
     );
   }
 
   /** → done with a termination; emits `run_finish`. Repeating the same finish is a no-op; a different one is illegal. */
   async finishRun(runId: string, termination: Termination, opts: { error?: string; fence?: number } = {}): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await this.lockRun(client, runId);
+      const run = await lockRun(client, runId);
       if (run.status === 'done') {
-        if (run.termination?.type === termination.type) return this.requireRun(client, runId);
+        if (run.termination?.type === termination.type) return requireRun(client, runId);
         throw new StoreError('illegal_transition', `run ${runId} already ended ${run.termination?.type}; cannot end it ${termination.type}`);
       }
-      if (termination.type === 'superseded' || (run.status === 'queued' && termination.type === 'cancelled')) {
-        // A superseded run's input stays pending: the superseding run commits it ahead of its own.
-        if (termination.type === 'cancelled') await client.query('DELETE FROM pending_input WHERE run_id = $1', [runId]);
+      // A run cancelled before it started drops its input. A superseded run's input stays
+      // pending: the run that superseded it commits it ahead of its own (startRun's carriedRunIds).
+      if (run.status === 'queued' && termination.type === 'cancelled') {
+        await client.query('DELETE FROM pending_input WHERE run_id = $1', [runId]);
       }
       await client.query(
         `UPDATE runs SET status = 'done', termination = $2, error = $3, waiting = NULL, finished_at = now(), updated_at = now() WHERE run_id = $1`,
@@ -266,8 +325,8 @@ export class Store {
          WHERE tenant = $1 AND thread_id = $2`,
         [run.tenant, run.threadId, runId],
       );
-      await this.appendEventsWith(client, runId, opts.fence ?? 0, [{ type: 'run_finish', termination }]);
-      return this.requireRun(client, runId);
+      await appendEventsWith(client, runId, opts.fence ?? 0, [{ type: 'run_finish', termination }]);
+      return requireRun(client, runId);
     });
   }
 
@@ -284,15 +343,45 @@ export class Store {
     return rows.map(toRun);
   }
 
+  /** Commits the pending input of runs that ended without starting (superseded by an interrupt), in their order. */
+  async commitPendingInput(ref: ThreadRef, runIds: string[]): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const input: PendingMessage[] = [];
+      for (const id of runIds) input.push(...(await takePendingInput(client, id)));
+      if (input.length > 0) await commitInTransaction(client, ref, input, 'locked');
+    });
+  }
+
+  /** The mailbox projection: a thread's dispatches, oldest first. */
+  async listDispatches(ref: ThreadRef): Promise<DispatchRecord[]> {
+    const { rows } = await this.pool.query(
+      'SELECT * FROM dispatches WHERE tenant = $1 AND thread_id = $2 ORDER BY created_at, dispatch_id',
+      [ref.tenant, ref.threadId],
+    );
+    return rows.map((r) => ({
+      dispatchId: r.dispatch_id,
+      runId: r.run_id,
+      status: r.status,
+      mode: r.mode,
+      epoch: Number(r.epoch),
+      attempts: r.attempts,
+      lastError: r.last_error,
+      createdAt: r.created_at.toISOString(),
+      updatedAt: r.updated_at.toISOString(),
+    }));
+  }
+
   // ---- event log ----------------------------------------------------------------------
 
   /**
    * Appends events at the run's next seqs. `fence` is the writer's token (step × 1000 +
    * attempt for step activities): a writer below the run's current fence is a zombie and is
-   * rejected. Notifies after commit with ids only.
+   * rejected with `stale_writer`. An empty append only raises the fence, which is how a
+   * newer writer shuts out an older one before it writes anything. Notifies after commit
+   * with ids only.
    */
   async appendEvents(runId: string, fence: number, events: RunEventBody[]): Promise<{ firstSeq: number; lastSeq: number }> {
-    return this.inTransaction((client) => this.appendEventsWith(client, runId, fence, events));
+    return this.inTransaction((client) => appendEventsWith(client, runId, fence, events));
   }
 
   async readEvents(runId: string, afterSeq = 0, limit = 1000): Promise<RunEvent[]> {
@@ -303,6 +392,7 @@ export class Store {
     return rows.map(toEvent);
   }
 
+  /** A thread's events in global id order; `afterId` is a safe cursor (see appendEventsWith). */
   async readThreadEvents(ref: ThreadRef, afterId = 0, limit = 1000): Promise<RunEvent[]> {
     const { rows } = await this.pool.query(
       'SELECT * FROM run_events WHERE tenant = $1 AND thread_id = $2 AND id > $3 ORDER BY id LIMIT $4',
@@ -313,94 +403,19 @@ export class Store {
 
   // ---- internals ----------------------------------------------------------------------
 
-  private async appendEventsWith(client: pg.PoolClient, runId: string, fence: number, events: RunEventBody[]) {
-    const { rows } = await client.query(
-      'SELECT tenant, thread_id, event_fence, last_event_seq FROM runs WHERE run_id = $1 FOR UPDATE',
-      [runId],
-    );
-    const run = rows[0];
-    if (!run) throw new StoreError('not_found', `run ${runId} does not exist`);
-    if (fence < Number(run.event_fence)) {
-      throw new StoreError('stale_writer', `writer ${fence} of run ${runId} is stale (current ${run.event_fence})`);
-    }
-    const firstSeq = Number(run.last_event_seq) + 1;
-    const lastSeq = firstSeq + events.length - 1;
-    if (events.length === 0) return { firstSeq, lastSeq };
-    await client.query('UPDATE runs SET event_fence = $2, last_event_seq = $3 WHERE run_id = $1', [runId, fence, lastSeq]);
-    const inserted = await client.query<{ id: string }>(
-      `INSERT INTO run_events (run_id, seq, tenant, thread_id, type, data, attempt)
-       SELECT $1, $2 + i - 1, $3, $4, e->>'type', e, $6 FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS t(e, i)
-       RETURNING id`,
-      [runId, firstSeq, run.tenant, run.thread_id, JSON.stringify(events), fence],
-    );
-    const lastId = Math.max(...inserted.rows.map((r) => Number(r.id)));
-    const payload = JSON.stringify({ tenant: run.tenant, threadId: run.thread_id, runId, seq: lastSeq, id: lastId });
-    await client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, payload]);
-    return { firstSeq, lastSeq };
+  private oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const result = (this.appendQueues.get(key) ?? Promise.resolve()).then(work);
+    const tail = result.catch(() => {});
+    this.appendQueues.set(key, tail);
+    void tail.then(() => {
+      if (this.appendQueues.get(key) === tail) this.appendQueues.delete(key);
+    });
+    return result;
   }
 
-  private async commitInTransaction(
-    client: pg.PoolClient,
-    ref: ThreadRef,
-    messages: NewMessage[],
-    expectedVersion?: number,
-  ): Promise<CommitResult> {
-    const withIds = messages.map((m) => ({ ...m, messageId: m.messageId ?? uuidv7() }));
-    const ids = withIds.map((m) => m.messageId);
-    if (new Set(ids).size !== ids.length) throw new StoreError('duplicate_message_id', `duplicate message id within one append to thread ${ref.threadId}`);
-    await ensureThread(client, ref);
-    const existing = await client.query<{ seq: string; message_id: string }>(
-      'SELECT seq, message_id FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($3)',
-      [ref.tenant, ref.threadId, ids],
-    );
-    if (existing.rowCount === ids.length && ids.length > 0) {
-      const seqs = existing.rows.map((r) => Number(r.seq));
-      const version = await currentVersion(client, ref);
-      return { firstSeq: Math.min(...seqs), lastSeq: Math.max(...seqs), version, messageIds: ids, duplicate: true };
-    }
-    if (existing.rowCount) {
-      throw new StoreError('duplicate_message_id', `duplicate message id ${existing.rows[0]!.message_id} in thread ${ref.threadId}`);
-    }
-    const n = withIds.length;
-    const bumped = await client.query<{ version: string }>(
-      `UPDATE threads SET version = version + $3, updated_at = now()
-        WHERE tenant = $1 AND thread_id = $2 AND ($4::bigint IS NULL OR version = $4) RETURNING version`,
-      [ref.tenant, ref.threadId, n, expectedVersion ?? null],
-    );
-    if (!bumped.rowCount) {
-      throw new StoreError('version_conflict', `thread ${ref.threadId} moved past version ${expectedVersion}`);
-    }
-    const version = Number(bumped.rows[0]!.version);
-    const firstSeq = version - n + 1;
-    for (const [i, m] of withIds.entries()) {
-      await client.query(
-        `INSERT INTO messages (tenant, thread_id, seq, message_id, role, content, tool_calls, tool_call_id, run_id, status, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-        [
-          ref.tenant,
-          ref.threadId,
-          firstSeq + i,
-          m.messageId,
-          m.role,
-          m.content,
-          m.toolCalls ? JSON.stringify(m.toolCalls) : null,
-          m.toolCallId ?? null,
-          m.runId ?? null,
-          m.status ?? 'complete',
-          m.metadata ?? {},
-        ],
-      );
-    }
-    return { firstSeq, lastSeq: version, version, messageIds: ids, duplicate: false };
-  }
-
-  /**
-   * Runs `work` in a transaction, retrying (at most 8 times) when a concurrent writer won:
-   * a moved version, a message id inserted meanwhile, or a serialization failure.
-   */
-  private async inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>, ref?: ThreadRef): Promise<T> {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
+  /** Runs `work` in one transaction; retries (at most 8 times) only when Postgres aborted it for a deadlock or a serialization failure. */
+  private async inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken = false;
       try {
@@ -412,34 +427,144 @@ export class Store {
         await client.query('ROLLBACK').catch(() => {
           broken = true;
         });
-        if (!isRetryable(err)) throw err;
-        lastError = err;
+        if (attempt >= MAX_CAS_ATTEMPTS || !isAbortedByPostgres(err)) throw err;
       } finally {
         client.release(broken);
       }
     }
-    const where = ref ? `thread ${ref.threadId}` : 'the store';
-    throw new StoreError('version_conflict', `append to ${where} failed after ${MAX_CAS_ATTEMPTS} attempts: ${(lastError as Error).message}`);
-  }
-
-  private async lockRun(client: Queryable, runId: string) {
-    const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1 FOR UPDATE', [runId]);
-    if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
-    return { ...toRun(rows[0]), tenant: rows[0].tenant as string };
-  }
-
-  private async requireRun(client: Queryable, runId: string): Promise<RunRecord> {
-    const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1', [runId]);
-    if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
-    return toRun(rows[0]);
   }
 }
 
-function isRetryable(err: unknown): boolean {
-  if (err instanceof StoreError) return err.code === 'version_conflict';
+/** Where a committed append takes its base version from. */
+type CasBase = 'locked' | 'reload' | number;
+type PendingMessage = NewMessage & { messageId: string };
+
+async function commitInTransaction(client: pg.PoolClient, ref: ThreadRef, batch: PendingMessage[], base: CasBase): Promise<CommitResult> {
+  const ids = batch.map((m) => m.messageId);
+  if (new Set(ids).size !== ids.length) {
+    throw new StoreError('duplicate_message_id', `duplicate message id within one append to thread ${ref.threadId}`);
+  }
+  // The thread row lock is the hot spot of a busy thread: from here to COMMIT the append
+  // takes two round trips, the version read with the id check, then the swap with the insert.
+  const head = await readThreadHead(client, ref, ids, base === 'locked');
+  if (ids.length > 0 && head.existing.length === ids.length) {
+    const seqs = head.existing.map((r) => r.seq);
+    return { firstSeq: Math.min(...seqs), lastSeq: Math.max(...seqs), version: head.version, messageIds: ids, duplicate: true };
+  }
+  if (head.existing.length > 0) {
+    throw new StoreError('duplicate_message_id', `duplicate message id ${head.existing[0]!.id} in thread ${ref.threadId}`);
+  }
+  const n = batch.length;
+  if (n === 0) return { firstSeq: head.version + 1, lastSeq: head.version, version: head.version, messageIds: [], duplicate: false };
+  const from = typeof base === 'number' ? base : head.version;
+  const rows = batch.map((m, i) => ({
+    seq: from + 1 + i,
+    message_id: m.messageId,
+    role: m.role,
+    content: m.content,
+    tool_calls: m.toolCalls ?? null,
+    tool_call_id: m.toolCallId ?? null,
+    run_id: m.runId ?? null,
+    status: m.status ?? 'complete',
+    metadata: m.metadata ?? {},
+  }));
+  // Under READ COMMITTED a swap that waited on the row lock re-checks `version = from` against
+  // the winner's row, so a moved version inserts nothing here, never a lost update.
+  const inserted = await client.query(
+    `WITH swapped AS (
+       UPDATE threads SET version = $3::bigint + $4::bigint, updated_at = now()
+        WHERE tenant = $1 AND thread_id = $2 AND version = $3 RETURNING 1)
+     INSERT INTO messages (tenant, thread_id, seq, message_id, role, content, tool_calls, tool_call_id, run_id, status, metadata)
+     SELECT $1, $2, m.seq, m.message_id, m.role, m.content, m.tool_calls, m.tool_call_id, m.run_id, m.status, m.metadata
+       FROM swapped, jsonb_to_recordset($5::jsonb) AS m(seq bigint, message_id text, role text, content text, tool_calls jsonb,
+                                                        tool_call_id text, run_id text, status text, metadata jsonb)`,
+    [ref.tenant, ref.threadId, from, n, JSON.stringify(rows)],
+  );
+  if (inserted.rowCount !== n) throw new LostRace(`thread ${ref.threadId} moved past version ${from}`);
+  return { firstSeq: from + 1, lastSeq: from + n, version: from + n, messageIds: ids, duplicate: false };
+}
+
+/**
+ * The thread's version (locked until commit when `lock`) and which of `ids` it already holds,
+ * creating the thread on its first append. The id check runs on the snapshot taken before any
+ * lock wait, so it can miss an append of the same ids that committed meanwhile; the insert then
+ * hits the unique key (23505) and commitMessages retries, finding them.
+ */
+async function readThreadHead(client: Queryable, ref: ThreadRef, ids: string[], lock: boolean) {
+  const select = () =>
+    client.query<{ version: string; existing: { seq: number; id: string }[] }>(
+      `SELECT t.version,
+              coalesce((SELECT json_agg(json_build_object('seq', m.seq, 'id', m.message_id))
+                          FROM messages m WHERE m.tenant = $1 AND m.thread_id = $2 AND m.message_id = ANY($3)), '[]') AS existing
+         FROM threads t WHERE t.tenant = $1 AND t.thread_id = $2 ${lock ? 'FOR UPDATE OF t' : ''}`,
+      [ref.tenant, ref.threadId, ids],
+    );
+  let { rows } = await select();
+  if (!rows[0]) {
+    await ensureThread(client, ref);
+    ({ rows } = await select());
+  }
+  return { version: Number(rows[0]!.version), existing: rows[0]!.existing };
+}
+
+/** Per-thread advisory lock namespace (the two-key form never collides with single-key locks such as the migration lock). */
+const THREAD_EVENTS_LOCK = 7_400_002;
+
+async function appendEventsWith(client: pg.PoolClient, runId: string, fence: number, events: RunEventBody[]) {
+  const { rows } = await client.query('SELECT tenant, thread_id, event_fence, last_event_seq FROM runs WHERE run_id = $1 FOR UPDATE', [runId]);
+  const run = rows[0];
+  if (!run) throw new StoreError('not_found', `run ${runId} does not exist`);
+  if (fence < Number(run.event_fence)) {
+    throw new StoreError('stale_writer', `writer ${fence} of run ${runId} is stale (current ${run.event_fence})`);
+  }
+  const firstSeq = Number(run.last_event_seq) + 1;
+  const lastSeq = firstSeq + events.length - 1;
+  if (events.length === 0) {
+    if (fence > Number(run.event_fence)) await client.query('UPDATE runs SET event_fence = $2 WHERE run_id = $1', [runId, fence]);
+    return { firstSeq, lastSeq };
+  }
+  // Ids come from a sequence, so two runs of one thread could commit ids out of order and a
+  // thread reader whose cursor passed the later id would never see the earlier one. Holding a
+  // per-thread lock from nextval to commit makes a thread's ids commit in id order.
+  await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [THREAD_EVENTS_LOCK, `${run.tenant}/${run.thread_id}`]);
+  await client.query('UPDATE runs SET event_fence = $2, last_event_seq = $3 WHERE run_id = $1', [runId, fence, lastSeq]);
+  const inserted = await client.query<{ id: string }>(
+    `INSERT INTO run_events (run_id, seq, tenant, thread_id, type, data, attempt)
+     SELECT $1, $2 + i - 1, $3, $4, e->>'type', e, $6 FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS t(e, i)
+     RETURNING id`,
+    [runId, firstSeq, run.tenant, run.thread_id, JSON.stringify(events), fence],
+  );
+  const lastId = Math.max(...inserted.rows.map((r) => Number(r.id)));
+  const payload: EventsNotification = { tenant: run.tenant, threadId: run.thread_id, runId, seq: lastSeq, id: lastId };
+  await client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, JSON.stringify(payload)]);
+  return { firstSeq, lastSeq };
+}
+
+/** The `threadbox_events` NOTIFY payload: ids only, the events themselves are read from the table. */
+export interface EventsNotification {
+  tenant: string;
+  threadId: string;
+  runId: string;
+  /** last seq the notifying transaction wrote for `runId` */
+  seq: number;
+  /** last global id it wrote */
+  id: number;
+}
+
+/** A compare-and-swap that found the version moved; commitMessages reloads and retries. */
+class LostRace extends Error {}
+
+function isLostRace(err: unknown): boolean {
+  // 23505: a concurrent append of the same message id won; the retry finds it and answers idempotently.
+  return err instanceof LostRace || (err as { code?: string }).code === '23505';
+}
+
+function isAbortedByPostgres(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return code === '23505' || code === '40001' || code === '40P01';
+  return code === '40001' || code === '40P01';
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function assertTransition(run: RunRecord, next: RunStatus) {
   if (!LEGAL[run.status].includes(next)) {
@@ -451,14 +576,21 @@ async function ensureThread(client: Queryable, ref: ThreadRef) {
   await client.query('INSERT INTO threads (tenant, thread_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ref.tenant, ref.threadId]);
 }
 
-async function currentVersion(client: Queryable, ref: ThreadRef): Promise<number> {
-  const { rows } = await client.query('SELECT version FROM threads WHERE tenant = $1 AND thread_id = $2', [ref.tenant, ref.threadId]);
-  return Number(rows[0]?.version ?? 0);
+async function takePendingInput(client: pg.PoolClient, runId: string): Promise<PendingMessage[]> {
+  const { rows } = await client.query('DELETE FROM pending_input WHERE run_id = $1 RETURNING position, message', [runId]);
+  return rows.sort((a, b) => a.position - b.position).map((r) => r.message as PendingMessage);
 }
 
-async function takePendingInput(client: pg.PoolClient, runId: string): Promise<NewMessage[]> {
-  const { rows } = await client.query('DELETE FROM pending_input WHERE run_id = $1 RETURNING position, message', [runId]);
-  return rows.sort((a, b) => a.position - b.position).map((r) => r.message as NewMessage);
+async function lockRun(client: Queryable, runId: string) {
+  const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1 FOR UPDATE', [runId]);
+  if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
+  return { ...toRun(rows[0]), tenant: rows[0].tenant as string };
+}
+
+async function requireRun(client: Queryable, runId: string): Promise<RunRecord> {
+  const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1', [runId]);
+  if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
+  return toRun(rows[0]);
 }
 
 const iso = (v: Date | null) => (v ? v.toISOString() : null);
@@ -513,6 +645,20 @@ function toRun(r: Record<string, any>): RunRecord {
   };
 }
 
+/** The writer's fence is step × 1000 + attempt for model steps; what clients see is the attempt. */
+function attemptOf(fence: number): number {
+  const attempt = fence % 1000;
+  return attempt >= 1 && attempt < 999 ? attempt : 1;
+}
+
 function toEvent(r: Record<string, any>): RunEvent {
-  return { ...r.data, id: Number(r.id), runId: r.run_id, threadId: r.thread_id, seq: Number(r.seq), ts: r.created_at.toISOString(), attempt: Number(r.attempt) };
+  return {
+    ...r.data,
+    id: Number(r.id),
+    runId: r.run_id,
+    threadId: r.thread_id,
+    seq: Number(r.seq),
+    ts: r.created_at.toISOString(),
+    attempt: r.data.attempt ?? attemptOf(Number(r.attempt)),
+  };
 }

@@ -1,0 +1,89 @@
+// A worker process killed with SIGKILL mid-stream: a new worker finishes the run, every message committed once.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { eventually, startStack, uniqueId, type Stack } from './stack.js';
+
+let stack: Stack;
+const workers: ChildProcess[] = [];
+
+beforeAll(async () => {
+  stack = await startStack({ worker: false });
+});
+afterAll(async () => {
+  for (const w of workers) killGroup(w);
+  await stack?.stop();
+});
+
+/** `npm run worker` as its own OS process, on this test's task queue. */
+async function startWorkerProcess(): Promise<ChildProcess> {
+  const child = spawn('npx', ['tsx', 'src/cli/worker.ts'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: inject('databaseUrl'),
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_TASK_QUEUE: stack.taskQueue,
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group: SIGKILL reaches node, not just the npx wrapper
+  });
+  workers.push(child);
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('threadbox worker ready')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before it was ready:\n${output}`)));
+  });
+  return child;
+}
+
+function killGroup(child: ChildProcess) {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+describe('worker crash', () => {
+  it('SIGKILL of the worker mid-stream: a new worker finishes the run and every message is committed once', async () => {
+    const first = await startWorkerProcess();
+    const threadId = uniqueId('crash');
+    const submitted = await stack.request('POST', `/v1/threads/${threadId}/runs`, { messages: [{ content: '/slow 50 /long 120 survive this' }] });
+    const { runId } = submitted.body;
+    await eventually(async () => {
+      const deltas = (await stack.store.readEvents(runId, 0, 10_000)).filter((e) => e.type === 'text_delta');
+      return deltas.length >= 10 ? true : undefined;
+    }, 30_000, 'streaming to be under way');
+    const exited = new Promise((r) => first.once('exit', r));
+    killGroup(first);
+    await exited;
+
+    await startWorkerProcess();
+    const run = await eventually(async () => {
+      const r = await stack.store.getRun(runId);
+      return r?.status === 'done' ? r : undefined;
+    }, 90_000, 'the run to finish on the new worker');
+    expect(run.termination).toEqual({ type: 'natural_end' });
+
+    const log = await stack.store.loadCommittedMessages({ tenant: 'default', threadId });
+    expect(log.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+    expect(log[1]!.content.split(' ')).toHaveLength(120);
+
+    // A client that drops everything before the last stream_reset reassembles exactly the committed text.
+    const events = await stack.store.readEvents(runId, 0, 10_000);
+    const resets = events.filter((e) => e.type === 'stream_reset');
+    expect(resets.length).toBeGreaterThanOrEqual(1);
+    const afterReset = events.slice(events.lastIndexOf(resets[resets.length - 1]!) + 1);
+    const text = afterReset.flatMap((e) => (e.type === 'text_delta' ? [e.delta] : [])).join('');
+    expect(text).toBe(log[1]!.content);
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+  }, 180_000);
+});
