@@ -8,6 +8,7 @@ import { ThreadboxService } from './api/service.js';
 import { ConfigError, type Config } from './config.js';
 import { createPool, migrate } from './store/db.js';
 import { Store } from './store/store.js';
+import { EventSubscriber } from './store/subscriber.js';
 import { createWorker } from './temporal/worker.js';
 
 export interface Running {
@@ -63,8 +64,16 @@ export async function startThreadbox(
       const connection = await Connection.connect({ address: opts.temporalAddress });
       stops.push(() => connection.close());
       const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE);
-      const app = await buildApp({ service, apiKeys: config.THREADBOX_API_KEYS, logLevel: config.LOG_LEVEL });
+      const subscriber = new EventSubscriber(store, opts.databaseUrl, { onError: (err) => console.warn('event subscriber:', (err as Error).message) });
+      await subscriber.start();
+      stops.push(() => subscriber.close());
+      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE, subscriber);
+      const app = await buildApp({
+        service,
+        apiKeys: config.THREADBOX_API_KEYS,
+        logLevel: config.LOG_LEVEL,
+        sse: { heartbeatMs: config.THREADBOX_SSE_HEARTBEAT_MS, maxBufferedBytes: config.THREADBOX_SSE_MAX_BUFFER_BYTES },
+      });
       stops.push(() => app.close());
       await app.listen({ host: config.HOST, port: config.PORT });
       const address = app.server.address();

@@ -1,17 +1,21 @@
 // The Fastify app: external plugins, then this app's services, then the routes; one error handler.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { SseStream, type CursorOf, type SseOptions } from './sse.js';
+import { eventRoutes } from './routes/events.js';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError } from './errors.js';
 import type { ThreadboxService } from './service.js';
 import { healthRoutes } from './routes/health.js';
-import { mailboxRoutes, threadRoutes } from './routes/threads.js';
+import { awakenRoutes, mailboxRoutes, threadRoutes } from './routes/threads.js';
 import { runRoutes } from './routes/runs.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     threadbox: ThreadboxService;
+    /** Opens an SSE response, tracked so shutdown can end it with a retry hint. */
+    openSse(reply: FastifyReply, cursorOf: CursorOf): SseStream;
   }
   interface FastifyRequest {
     tenant: string;
@@ -20,6 +24,7 @@ declare module 'fastify' {
 
 export interface AppOptions {
   service: ThreadboxService;
+  sse?: Partial<SseOptions>;
   /** bearer key → tenant; empty: every request is tenant `default` (loopback only) */
   apiKeys: Map<string, string>;
   logLevel?: string;
@@ -39,6 +44,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.decorate('threadbox', opts.service);
+  const sseOptions: SseOptions = { heartbeatMs: 15_000, maxBufferedBytes: 1024 * 1024, ...opts.sse };
+  const openStreams = new Set<SseStream>();
+  app.decorate('openSse', (reply: FastifyReply, cursorOf: CursorOf) => {
+    const stream = new SseStream(reply, cursorOf, sseOptions);
+    openStreams.add(stream);
+    stream.onClose(() => openStreams.delete(stream));
+    return stream;
+  });
+  // Shutdown: open streams end with a retry hint, so clients reconnect (with Last-Event-ID) to another instance.
+  app.addHook('preClose', async () => {
+    for (const stream of [...openStreams]) stream.end(1000);
+  });
   app.decorateRequest('tenant', '');
   app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/v1/')) return;
@@ -71,7 +88,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(threadRoutes);
   await app.register(mailboxRoutes);
+  await app.register(awakenRoutes);
   await app.register(runRoutes);
+  await app.register(eventRoutes);
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
   return app;
 }

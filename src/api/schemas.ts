@@ -127,3 +127,20 @@ export const dispatch = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
 });
+
+export const eventsQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+export const runEvent = z
+  .looseObject({ type: z.string(), id: z.number(), runId: z.string(), threadId: z.string(), seq: z.number(), ts: z.string(), attempt: z.number() })
+  .meta({ id: 'RunEvent' });
+
+export const eventsPage = z.object({ items: z.array(runEvent), nextCursor: z.number().nullable() });
+
+export const awakenRunBody = z.strictObject({
+  threadId: id.optional(),
+  agentId: id.optional(),
+  messages: submitBody.shape.messages,
+});

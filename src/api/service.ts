@@ -5,6 +5,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AgentRegistry } from '../agent/agents.js';
 import { builtinTools } from '../agent/tools.js';
 import type { Store, ThreadRef } from '../store/store.js';
+import type { EventSubscriber, OnEvents, Unsubscribe } from '../store/subscriber.js';
 import { decideUpdate } from '../../workflows/run.js';
 import { cancelRunUpdate, interruptUpdate, submitUpdate, type threadWorkflow } from '../../workflows/thread.js';
 import {
@@ -28,7 +29,37 @@ export class ThreadboxService {
     private readonly temporal: Client,
     private readonly agents: AgentRegistry,
     private readonly taskQueue: string,
+    private readonly subscriber: EventSubscriber,
   ) {}
+
+  /** A page of a run's events after `after` (a seq). */
+  async runEventsPage(tenant: string, runId: string, after: number, limit: number) {
+    await this.getRun(tenant, runId);
+    const items = await this.store.readEvents(runId, after, limit);
+    return { items, nextCursor: items.length ? items[items.length - 1]!.seq : null };
+  }
+
+  /** A page of a thread's events after `after` (a global event id). */
+  async threadEventsPage(ref: ThreadRef, after: number, limit: number) {
+    await this.getThread(ref);
+    const items = await this.store.readThreadEvents(ref, after, limit);
+    return { items, nextCursor: items.length ? items[items.length - 1]!.id : null };
+  }
+
+  /**
+   * Follows a run's events after `after`; `onEvents` gets them in order, live. Resolves to
+   * undefined when the run has ended and nothing is left to send.
+   */
+  async followRun(tenant: string, runId: string, after: number, onEvents: OnEvents): Promise<Unsubscribe | undefined> {
+    const run = await this.getRun(tenant, runId);
+    if (run.status === 'done' && (await this.store.readEvents(runId, after, 1)).length === 0) return undefined;
+    return this.subscriber.subscribeRun(runId, after, onEvents);
+  }
+
+  async followThread(ref: ThreadRef, after: number, onEvents: OnEvents): Promise<Unsubscribe> {
+    await this.getThread(ref);
+    return this.subscriber.subscribeThread(ref, after, onEvents);
+  }
 
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
     return this.submit(ref, {

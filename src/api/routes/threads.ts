@@ -1,6 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { v7 as uuidv7 } from 'uuid';
+import { streamRun, wantsEventStream } from './events.js';
 import {
+  awakenRunBody,
   dispatch,
   durableMessageBody,
   durableMessageResponse,
@@ -34,6 +37,7 @@ export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const ref = { tenant: request.tenant, threadId: request.params.threadId };
       const result = await app.threadbox.submitRun(ref, request.body, request.headers['idempotency-key']);
+      if (wantsEventStream(request)) return streamRun(app, request, reply, result.runId, 0);
       return reply.status(202).send(result);
     },
   );
@@ -91,5 +95,27 @@ export const mailboxRoutes: FastifyPluginAsyncZod = async (app) => {
     '/v1/threads/:threadId/mailbox',
     { schema: { tags: ['mailbox'], summary: "The thread's dispatches", params: threadParams, response: { 200: z.object({ items: z.array(dispatch) }), ...errors } } },
     async (request) => ({ items: await app.threadbox.listDispatches({ tenant: request.tenant, threadId: request.params.threadId }) }),
+  );
+};
+
+/** awaken-server's entry: a foreground submit that always answers with the run's SSE. */
+export const awakenRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/runs',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'awaken-compatible: submit (foreground) and stream the run as SSE; no threadId starts a new thread',
+        body: awakenRunBody,
+        headers: z.object({ 'idempotency-key': id.optional() }),
+        response: { 200: z.string().describe('text/event-stream of the run'), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const ref = { tenant: request.tenant, threadId: request.body.threadId ?? uuidv7() };
+      const body = { messages: request.body.messages, agentId: request.body.agentId, mode: 'interrupt' as const };
+      const result = await app.threadbox.submitRun(ref, body, request.headers['idempotency-key']);
+      return streamRun(app, request, reply, result.runId, 0);
+    },
   );
 };

@@ -1,0 +1,96 @@
+// Event streams: SSE when the client asks for text/event-stream, a JSON page otherwise; both resumable.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ApiError } from '../errors.js';
+import { errorBody, eventsPage, eventsQuery, runParams, threadParams } from '../schemas.js';
+import type { RunEvent } from '../../events.js';
+import { runCursor, threadCursor } from '../sse.js';
+
+const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 503: errorBody };
+
+export const wantsEventStream = (request: FastifyRequest) => (request.headers.accept ?? '').includes('text/event-stream');
+
+/** Where a stream resumes: the Last-Event-ID header wins over `?after=`. */
+export function resumeCursor(request: FastifyRequest, after: number | undefined): number {
+  const header = request.headers['last-event-id'];
+  if (header === undefined) return after ?? 0;
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value || !/^\d{1,15}$/.test(value)) throw new ApiError('invalid_request', 'Last-Event-ID must be a non-negative integer');
+  return Number(value);
+}
+
+/** Streams a run's events after `after` until its `run_finish`. */
+export async function streamRun(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, runId: string, after: number) {
+  const delivery = deliverTo();
+  const unsubscribe = await app.threadbox.followRun(request.tenant, runId, after, (events) => delivery.push(events));
+  const stream = app.openSse(reply, runCursor);
+  if (!unsubscribe) return stream.end();
+  stream.onClose(unsubscribe);
+  delivery.attach((events) => {
+    const finish = events.findIndex((e) => e.type === 'run_finish');
+    stream.send(finish < 0 ? events : events.slice(0, finish + 1));
+    if (finish >= 0) stream.end();
+  });
+}
+
+/** Holds events that arrive before the stream is open (the subscription is made first, so a 404 is still JSON). */
+function deliverTo() {
+  let sink: ((events: RunEvent[]) => void) | undefined;
+  const early: RunEvent[] = [];
+  return {
+    push(events: RunEvent[]) {
+      if (sink) sink(events);
+      else early.push(...events);
+    },
+    attach(target: (events: RunEvent[]) => void) {
+      sink = target;
+      if (early.length) target(early.splice(0));
+    },
+  };
+}
+
+export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/runs/:runId/events',
+    {
+      schema: {
+        tags: ['events'],
+        summary: "A run's events: SSE (Accept: text/event-stream) until run_finish, or a JSON page; resume with Last-Event-ID or ?after=",
+        params: runParams,
+        querystring: eventsQuery,
+        headers: z.object({ 'last-event-id': z.string().optional() }),
+        response: { 200: eventsPage, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const after = resumeCursor(request, request.query.after);
+      if (!wantsEventStream(request)) return app.threadbox.runEventsPage(request.tenant, request.params.runId, after, request.query.limit);
+      await streamRun(app, request, reply, request.params.runId, after);
+    },
+  );
+
+  app.get(
+    '/v1/threads/:threadId/events',
+    {
+      schema: {
+        tags: ['events'],
+        summary: "Every event of a thread's runs, in commit order (cursor: the global event id); SSE or a JSON page",
+        params: threadParams,
+        querystring: eventsQuery,
+        headers: z.object({ 'last-event-id': z.string().optional() }),
+        response: { 200: eventsPage, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const ref = { tenant: request.tenant, threadId: request.params.threadId };
+      const after = resumeCursor(request, request.query.after);
+      if (!wantsEventStream(request)) return app.threadbox.threadEventsPage(ref, after, request.query.limit);
+      const delivery = deliverTo();
+      const unsubscribe = await app.threadbox.followThread(ref, after, (events) => delivery.push(events));
+      const stream = app.openSse(reply, threadCursor);
+      stream.onClose(unsubscribe);
+      delivery.attach((events) => stream.send(events));
+    },
+  );
+};
