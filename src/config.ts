@@ -19,6 +19,22 @@ const apiKeys = z
     return keys;
   });
 
+/** `*` allows any origin; otherwise a comma-separated list of exact origins; empty: no CORS headers at all. */
+const corsOrigins = z
+  .string()
+  .default('')
+  .transform((raw, ctx): string[] | '*' => {
+    const origins = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    if (origins.includes('*')) return '*';
+    for (const origin of origins) {
+      if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+        ctx.addIssue({ code: 'custom', message: `"${origin}" is not an origin like https://app.example.com (scheme and host, no path)` });
+        return z.NEVER;
+      }
+    }
+    return origins;
+  });
+
 export const envSchema = z.object({
   DATABASE_URL: z.url().optional(),
   TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').optional(),
@@ -36,6 +52,10 @@ export const envSchema = z.object({
   THREADBOX_CONFIG: z.string().min(1).optional(),
   THREADBOX_SSE_HEARTBEAT_MS: z.coerce.number().int().min(10).default(15_000),
   THREADBOX_SSE_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  THREADBOX_SSE_MAX_PER_KEY: z.coerce.number().int().min(1).default(50),
+  THREADBOX_RATE_LIMIT_PER_MIN: z.coerce.number().int().min(1).default(1200),
+  THREADBOX_CORS_ORIGINS: corsOrigins,
+  THREADBOX_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

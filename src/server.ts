@@ -37,8 +37,12 @@ export async function startThreadbox(
   await migrate(pool);
   const store = new Store(pool);
   const stops: (() => Promise<void>)[] = [];
+  // Draining comes first and runs in parallel: the API stops accepting and lets requests finish while
+  // the worker stops polling and lets its activities finish (or Temporal retries them elsewhere).
+  const drains: (() => Promise<void>)[] = [];
   const result: Running = {
     stop: async () => {
+      await Promise.all(drains.splice(0).map((drain) => drain().catch(() => {})));
       for (const stop of stops.reverse()) await stop().catch(() => {});
     },
   };
@@ -54,11 +58,11 @@ export async function startThreadbox(
         workflowBundle: opts.workflowBundle,
       });
       const running = worker.run();
-      stops.push(async () => {
+      drains.push(async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         await running.catch(() => {});
-        await connection.close();
       });
+      stops.push(() => connection.close());
     }
     if (opts.api) {
       const connection = await Connection.connect({ address: opts.temporalAddress });
@@ -73,8 +77,12 @@ export async function startThreadbox(
         apiKeys: config.THREADBOX_API_KEYS,
         logLevel: config.LOG_LEVEL,
         sse: { heartbeatMs: config.THREADBOX_SSE_HEARTBEAT_MS, maxBufferedBytes: config.THREADBOX_SSE_MAX_BUFFER_BYTES },
+        sseMaxPerKey: config.THREADBOX_SSE_MAX_PER_KEY,
+        rateLimitPerMin: config.THREADBOX_RATE_LIMIT_PER_MIN,
+        corsOrigins: config.THREADBOX_CORS_ORIGINS,
+        drainTimeoutMs: config.THREADBOX_DRAIN_TIMEOUT_MS,
       });
-      stops.push(() => app.close());
+      drains.push(() => app.close());
       await app.listen({ host: config.HOST, port: config.PORT });
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.PORT;

@@ -27,6 +27,9 @@ export const submitResponse = z.object({
   status: z.enum(['running', 'queued', 'steered']),
 });
 
+/** Routes that take no body still refuse one with fields: a misspelt call must not act as a bare one. */
+export const noBody = z.strictObject({}).nullish();
+
 export const threadParams = z.object({ threadId: id });
 export const runParams = z.object({ runId: id });
 
@@ -45,9 +48,13 @@ export const message = z.object({
   createdAt: z.string(),
 });
 
+/** A cursor or count in a query string: decimal digits only (no `0x10`, `1e3` or empty value that Number() would take). */
+const wholeNumber = z.string().regex(/^\d{1,15}$/, 'a non-negative whole number').transform(Number);
+const pageLimit = wholeNumber.pipe(z.number().min(1).max(1000));
+
 export const messagesQuery = z.strictObject({
-  after: z.coerce.number().int().min(0).default(0),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  after: wholeNumber.default(0),
+  limit: pageLimit.default(100),
 });
 
 export const messagesPage = z.object({ items: z.array(message), nextCursor: z.number().nullable() });
@@ -129,8 +136,8 @@ export const dispatch = z.object({
 });
 
 export const eventsQuery = z.strictObject({
-  after: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  after: wholeNumber.optional(),
+  limit: pageLimit.default(100),
 });
 
 export const runEvent = z

@@ -18,6 +18,7 @@ import {
   type SubmitInput,
   type SubmitResult,
 } from '../../workflows/types.js';
+import { readOperationalCounts, type OperationalCounts } from '../metrics.js';
 import { ApiError, notFound } from './errors.js';
 import type { DurableMessageBody, SubmitBody } from './schemas.js';
 
@@ -62,6 +63,7 @@ export class ThreadboxService {
   }
 
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
+    if (body.runId) await this.assertRunIdFree(ref, body.runId, idempotencyKey !== undefined);
     return this.submit(ref, {
       runId: body.runId ?? uuidv7(),
       dispatchId: uuidv7(),
@@ -74,8 +76,15 @@ export class ThreadboxService {
 
   /** A durable cross-thread message: run `durable-msg-<messageId>`; a redelivery returns the first result. */
   async deliverDurableMessage(ref: ThreadRef, body: DurableMessageBody): Promise<SubmitResult & { duplicate: boolean }> {
+    const runId = durableRunId(body.messageId);
+    const owner = await this.store.getRun(runId);
+    // A redelivery to the same thread is the workflow's to answer (the first result); the same id
+    // sent to another thread, maybe another tenant's, must not be taken for it.
+    if (owner && (await this.store.getRun(runId, ref.tenant))?.threadId !== ref.threadId) {
+      throw new ApiError('invalid_request', `messageId ${body.messageId} was already delivered to another thread; message ids must be unique`);
+    }
     const result = await this.submit(ref, {
-      runId: durableRunId(body.messageId),
+      runId,
       dispatchId: uuidv7(),
       mode: 'queue',
       durable: true,
@@ -118,6 +127,21 @@ export class ThreadboxService {
   async listDispatches(ref: ThreadRef) {
     await this.getThread(ref);
     return this.store.listDispatches(ref);
+  }
+
+  /**
+   * Run ids are global (the runs table's key, the run workflow's id), not per tenant: a run id taken
+   * by another thread, maybe another tenant's, must never reach the workflow, which would take that
+   * run for its own. One of this thread's run ids passes only with an Idempotency-Key: a retry, which
+   * the workflow answers with its first result.
+   */
+  private async assertRunIdFree(ref: ThreadRef, runId: string, isRetry: boolean) {
+    if (!(await this.store.getRun(runId))) return;
+    const own = await this.store.getRun(runId, ref.tenant);
+    if (!own || own.threadId !== ref.threadId) {
+      throw new ApiError('invalid_request', `runId ${runId} is already used by another thread; omit runId to get a generated one`);
+    }
+    if (!isRetry) throw new ApiError('invalid_request', `run ${runId} already exists; a retried submit must carry the same Idempotency-Key`);
   }
 
   private agentSettings(agentId = 'default') {
@@ -176,6 +200,11 @@ export class ThreadboxService {
     return this.store.listRuns(ref);
   }
 
+  /** The run and dispatch counts behind /metrics. */
+  operationalCounts(): Promise<OperationalCounts> {
+    return withTimeout(readOperationalCounts(this.store.pool), 2000);
+  }
+
   /** Readiness: each dependency is "ok" or says why it is not. */
   async health(): Promise<{ status: 'ok' | 'unavailable'; postgres: string; temporal: string }> {
     const check = (work: Promise<unknown>) =>
@@ -183,9 +212,11 @@ export class ThreadboxService {
         () => 'ok',
         (err: Error) => `down: ${err.message}`,
       );
+    // The deadline also ends the client's own retries of a refused connection, which would otherwise
+    // keep going in the background long after this check has answered.
     const [postgres, temporal] = await Promise.all([
       check(this.store.pool.query('SELECT 1')),
-      check(this.temporal.workflowService.getSystemInfo({})),
+      check(this.temporal.withDeadline(Date.now() + 1500, () => this.temporal.workflowService.getSystemInfo({}))),
     ]);
     return { status: postgres === 'ok' && temporal === 'ok' ? 'ok' : 'unavailable', postgres, temporal };
   }

@@ -1,11 +1,13 @@
 // Server-sent events: a pure frame encoder over RunEvent, and one open stream with its limits.
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RunEvent } from '../events.js';
 
 /** Which number a stream's `id:` carries: a run stream's `seq`, a thread stream's global `id`. */
 export type CursorOf = (event: RunEvent) => number;
 export const runCursor: CursorOf = (e) => e.seq;
 export const threadCursor: CursorOf = (e) => e.id;
+
+export const wantsEventStream = (request: FastifyRequest) => (request.headers.accept ?? '').includes('text/event-stream');
 
 export function encodeEvent(event: RunEvent, cursorOf: CursorOf): string {
   return `id: ${cursorOf(event)}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
@@ -16,8 +18,9 @@ export const encodeRetry = (ms: number) => `retry: ${ms}\n\n`;
 
 export interface SseOptions {
   heartbeatMs: number;
-  /** past this many unsent bytes the client is too slow: it is disconnected and can resume */
+  /** a client with more than this many bytes still unsent when more is to be written is too slow: it is disconnected and can resume */
   maxBufferedBytes: number;
+  onSlowClient?: () => void;
 }
 
 export class SseStream {
@@ -55,19 +58,30 @@ export class SseStream {
   /** Ends the stream; with `retryMs`, tells the client when to reconnect (a server going away). */
   end(retryMs?: number) {
     if (this.closed) return;
-    if (retryMs !== undefined) this.reply.raw.write(encodeRetry(retryMs));
-    this.reply.raw.end();
+    const raw = this.reply.raw;
+    if (retryMs === undefined) raw.end();
+    else {
+      // A server going away: the connection must not linger as an idle keep-alive that delays its close.
+      raw.end(encodeRetry(retryMs), () => raw.socket?.end());
+    }
     this.close();
   }
 
   private write(chunk: string) {
     if (this.closed) return;
-    this.reply.raw.write(chunk);
+    // Judged before writing: one batch (a page of a replay) may be larger than the limit by itself;
+    // a client is too slow when it has not taken what was written before.
     if (this.reply.raw.writableLength > this.options.maxBufferedBytes) {
-      // A client that does not read must not grow our memory: it resumes from its last id.
-      this.reply.raw.destroy();
+      // It must not grow our memory: it resumes from its last id. A reset (not a FIN) also drops
+      // what the kernel still holds for it.
+      const socket = this.reply.raw.socket;
+      if (socket && typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();
+      else this.reply.raw.destroy();
+      this.options.onSlowClient?.();
       this.close();
+      return;
     }
+    this.reply.raw.write(chunk);
   }
 
   private close() {

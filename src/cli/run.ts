@@ -1,14 +1,26 @@
 // Shared by the entry points: config errors print one readable message; signals stop everything once.
 import { ConfigError } from '../config.js';
 
+/** Past this, a stop that hangs (a stuck dependency) must not keep the process from exiting. */
+const STOP_DEADLINE_MS = 30_000;
+
 export function main(start: () => Promise<() => Promise<void>>) {
   let stopping = false;
   let stop: (() => Promise<void>) | undefined;
   const shutdown = async (signal: string) => {
+    // Wrappers (npm, npx, tsx) forward the signal the whole process group already got: a repeat is
+    // the same request to stop, not an order to skip the drain; the deadline bounds it.
     if (stopping) return;
     stopping = true;
-    console.log(`\n${signal}: stopping…`);
-    await stop?.();
+    console.log(`\n${signal}: stopping (no new requests or tasks; open streams are told to reconnect; in-flight work drains)…`);
+    setTimeout(() => {
+      console.error(`still stopping after ${STOP_DEADLINE_MS / 1000} s: exiting anyway`);
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
+    // Still starting: the start's own completion below stops what it started.
+    if (!stop) return;
+    await stop();
+    console.log(`${signal}: stopped`);
     process.exit(0);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -418,6 +418,13 @@ export class Store {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken = false;
+      // pg-pool drops its error listener while a client is checked out, and pg emits 'error' on a
+      // client whose connection dies (a Postgres restart): unhandled, that kills the process. The
+      // query in flight fails with the same error; the dead client is discarded on release.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await work(client);
@@ -429,6 +436,7 @@ export class Store {
         });
         if (attempt >= MAX_CAS_ATTEMPTS || !isAbortedByPostgres(err)) throw err;
       } finally {
+        client.removeListener('error', onError);
         client.release(broken);
       }
     }

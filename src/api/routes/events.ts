@@ -5,11 +5,10 @@ import { z } from 'zod';
 import { ApiError } from '../errors.js';
 import { errorBody, eventsPage, eventsQuery, runParams, threadParams } from '../schemas.js';
 import type { RunEvent } from '../../events.js';
-import { runCursor, threadCursor } from '../sse.js';
+import { logIds } from '../log.js';
+import { runCursor, threadCursor, wantsEventStream } from '../sse.js';
 
-const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 503: errorBody };
-
-export const wantsEventStream = (request: FastifyRequest) => (request.headers.accept ?? '').includes('text/event-stream');
+const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody };
 
 /** Where a stream resumes: the Last-Event-ID header wins over `?after=`. */
 export function resumeCursor(request: FastifyRequest, after: number | undefined): number {
@@ -20,16 +19,31 @@ export function resumeCursor(request: FastifyRequest, after: number | undefined)
   return Number(value);
 }
 
-/** Streams a run's events after `after` until its `run_finish`. */
-export async function streamRun(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, runId: string, after: number) {
+/**
+ * Streams a run's events after `after` until its `run_finish`. For a submit (`submitted`), the time
+ * from the request to its first event and first token is what a client waits: it is measured here.
+ */
+export async function streamRun(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, runId: string, after: number, submitted = false) {
+  logIds(request, { runId });
   const delivery = deliverTo();
   const unsubscribe = await app.threadbox.followRun(request.tenant, runId, after, (events) => delivery.push(events));
   const stream = app.openSse(reply, runCursor);
   if (!unsubscribe) return stream.end();
   stream.onClose(unsubscribe);
+  let firstEvent = submitted;
+  let firstToken = submitted;
   delivery.attach((events) => {
     const finish = events.findIndex((e) => e.type === 'run_finish');
-    stream.send(finish < 0 ? events : events.slice(0, finish + 1));
+    const sent = finish < 0 ? events : events.slice(0, finish + 1);
+    stream.send(sent);
+    if (firstEvent && sent.length > 0) {
+      firstEvent = false;
+      app.metrics.submitToFirstEvent.observe(reply.elapsedTime / 1000);
+    }
+    if (firstToken && sent.some((e) => e.type === 'text_delta')) {
+      firstToken = false;
+      app.metrics.submitToFirstToken.observe(reply.elapsedTime / 1000);
+    }
     if (finish >= 0) stream.end();
   });
 }
@@ -62,6 +76,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         headers: z.object({ 'last-event-id': z.string().optional() }),
         response: { 200: eventsPage, ...errors },
       },
+      config: { sse: 'optional' },
     },
     async (request, reply) => {
       const after = resumeCursor(request, request.query.after);
@@ -81,6 +96,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         headers: z.object({ 'last-event-id': z.string().optional() }),
         response: { 200: eventsPage, ...errors },
       },
+      config: { sse: 'optional' },
     },
     async (request, reply) => {
       const ref = { tenant: request.tenant, threadId: request.params.threadId };

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { v7 as uuidv7 } from 'uuid';
-import { streamRun, wantsEventStream } from './events.js';
+import { streamRun } from './events.js';
+import { wantsEventStream } from '../sse.js';
 import {
   awakenRunBody,
   dispatch,
@@ -12,6 +13,7 @@ import {
   interruptResponse,
   messagesPage,
   messagesQuery,
+  noBody,
   run,
   submitBody,
   submitResponse,
@@ -19,7 +21,8 @@ import {
   threadParams,
 } from '../schemas.js';
 
-const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 409: errorBody, 503: errorBody };
+const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 409: errorBody, 429: errorBody, 503: errorBody };
+const bodyErrors = { ...errors, 413: errorBody };
 
 export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -31,13 +34,14 @@ export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
         params: threadParams,
         headers: z.object({ 'idempotency-key': id.optional() }),
         body: submitBody,
-        response: { 202: submitResponse, ...errors },
+        response: { 202: submitResponse, 200: z.string().describe('with Accept: text/event-stream, the run as SSE from its first event'), ...bodyErrors },
       },
+      config: { sse: 'optional' },
     },
     async (request, reply) => {
       const ref = { tenant: request.tenant, threadId: request.params.threadId };
       const result = await app.threadbox.submitRun(ref, request.body, request.headers['idempotency-key']);
-      if (wantsEventStream(request)) return streamRun(app, request, reply, result.runId, 0);
+      if (wantsEventStream(request)) return streamRun(app, request, reply, result.runId, 0, true);
       return reply.status(202).send(result);
     },
   );
@@ -70,7 +74,7 @@ export const threadRoutes: FastifyPluginAsyncZod = async (app) => {
 export const mailboxRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/v1/threads/:threadId/interrupt',
-    { schema: { tags: ['threads'], summary: 'Cancel the active run and supersede the queue', params: threadParams, response: { 202: interruptResponse, ...errors } } },
+    { schema: { tags: ['threads'], summary: 'Cancel the active run and supersede the queue', params: threadParams, body: noBody, response: { 202: interruptResponse, ...errors } } },
     async (request, reply) => reply.status(202).send(await app.threadbox.interruptThread({ tenant: request.tenant, threadId: request.params.threadId })),
   );
 
@@ -82,7 +86,7 @@ export const mailboxRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Deliver a durable cross-thread message (idempotent by messageId)',
         params: threadParams,
         body: durableMessageBody,
-        response: { 200: durableMessageResponse, 201: durableMessageResponse, ...errors },
+        response: { 200: durableMessageResponse, 201: durableMessageResponse, ...bodyErrors },
       },
     },
     async (request, reply) => {
@@ -108,14 +112,15 @@ export const awakenRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'awaken-compatible: submit (foreground) and stream the run as SSE; no threadId starts a new thread',
         body: awakenRunBody,
         headers: z.object({ 'idempotency-key': id.optional() }),
-        response: { 200: z.string().describe('text/event-stream of the run'), ...errors },
+        response: { 200: z.string().describe('text/event-stream of the run'), ...bodyErrors },
       },
+      config: { sse: 'always' },
     },
     async (request, reply) => {
       const ref = { tenant: request.tenant, threadId: request.body.threadId ?? uuidv7() };
       const body = { messages: request.body.messages, agentId: request.body.agentId, mode: 'interrupt' as const };
       const result = await app.threadbox.submitRun(ref, body, request.headers['idempotency-key']);
-      return streamRun(app, request, reply, result.runId, 0);
+      return streamRun(app, request, reply, result.runId, 0, true);
     },
   );
 };
