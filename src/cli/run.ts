@@ -1,5 +1,6 @@
 // Shared by the entry points: config errors print one readable message; signals stop everything once.
-import { ConfigError } from '../config.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { startThreadbox } from '../server.js';
 
 /** Past this, a stop that hangs (a stuck dependency) must not keep the process from exiting. */
 const STOP_DEADLINE_MS = 30_000;
@@ -40,4 +41,19 @@ export function main(start: () => Promise<() => Promise<void>>) {
 export function requireVar(value: string | undefined, name: string): string {
   if (!value) throw new ConfigError(`${name} is required (this command uses no embedded services; \`npm run dev\` starts them)`);
   return value;
+}
+
+/** `npm start`, `npm run api`, `npm run worker`: the processes against DATABASE_URL and TEMPORAL_ADDRESS, no embedded services. */
+export function runAgainstExternalServices(role: 'start' | 'api' | 'worker') {
+  main(async () => {
+    const config = loadConfig();
+    const running = await startThreadbox(config, {
+      databaseUrl: requireVar(config.DATABASE_URL, 'DATABASE_URL'),
+      temporalAddress: requireVar(config.TEMPORAL_ADDRESS, 'TEMPORAL_ADDRESS'),
+      api: role !== 'worker',
+      worker: role !== 'api',
+    });
+    console.log(`threadbox ${role} ready${running.url ? ` on ${running.url}` : ''} (task queue ${config.TEMPORAL_TASK_QUEUE})`);
+    return running.stop;
+  });
 }
