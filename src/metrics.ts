@@ -1,33 +1,11 @@
 // Prometheus metrics of one API instance. Each instance has its own registry (not prom-client's
 // global one), so two instances in one process, as in the tests, do not clash.
-import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TerminationType } from './events.js';
 
 const TERMINATIONS: TerminationType[] = ['natural_end', 'cancelled', 'interrupted', 'superseded', 'error', 'max_steps'];
 
-/** What only Postgres knows: counted there, so every replica reports the same numbers. */
-export interface OperationalCounts {
-  finishedByTermination: Partial<Record<TerminationType, number>>;
-  running: number;
-  waiting: number;
-  queuedDispatches: number;
-}
-
-// Belongs beside the other queries in src/store/store.ts; it lives here until that module is open to this work.
-export async function readOperationalCounts(pool: pg.Pool): Promise<OperationalCounts> {
-  const { rows } = await pool.query<{ finished: Record<string, string> | null; running: string; waiting: string; queued_dispatches: string }>(
-    `SELECT
-       (SELECT json_object_agg(t, n) FROM (SELECT termination->>'type' AS t, count(*) AS n FROM runs WHERE status = 'done' GROUP BY 1) f) AS finished,
-       (SELECT count(*) FROM runs WHERE status = 'running') AS running,
-       (SELECT count(*) FROM runs WHERE status = 'waiting') AS waiting,
-       (SELECT count(*) FROM dispatches WHERE status = 'queued') AS queued_dispatches`,
-  );
-  const row = rows[0]!;
-  const finishedByTermination: OperationalCounts['finishedByTermination'] = {};
-  for (const [type, n] of Object.entries(row.finished ?? {})) finishedByTermination[type as TerminationType] = Number(n);
-  return { finishedByTermination, running: Number(row.running), waiting: Number(row.waiting), queuedDispatches: Number(row.queued_dispatches) };
-}
+import type { OperationalCounts } from './store/store.js';
 
 export class Metrics {
   readonly registry = new Registry();

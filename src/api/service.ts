@@ -18,7 +18,7 @@ import {
   type SubmitInput,
   type SubmitResult,
 } from '../../workflows/types.js';
-import { readOperationalCounts, type OperationalCounts } from '../metrics.js';
+import type { OperationalCounts } from '../store/store.js';
 import { ApiError, notFound } from './errors.js';
 import type { DurableMessageBody, SubmitBody } from './schemas.js';
 
@@ -202,7 +202,7 @@ export class ThreadboxService {
 
   /** The run and dispatch counts behind /metrics. */
   operationalCounts(): Promise<OperationalCounts> {
-    return withTimeout(readOperationalCounts(this.store.pool), 2000);
+    return withTimeout(this.store.readOperationalCounts(), 2000);
   }
 
   /** Readiness: each dependency is "ok" or says why it is not. */

@@ -1,7 +1,7 @@
 // The committed log, run records, pending input, the mailbox projection and the event log.
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
-import type { RunEvent, RunEventBody, Termination, Usage } from '../events.js';
+import type { RunEvent, RunEventBody, Termination, TerminationType, Usage } from '../events.js';
 
 export const EVENTS_CHANNEL = 'threadbox_events';
 const MAX_CAS_ATTEMPTS = 8;
@@ -83,6 +83,13 @@ export interface ThreadRecord {
   metadata: Record<string, unknown>;
   createdAt: string;
   updatedAt: string;
+}
+
+export interface OperationalCounts {
+  finishedByTermination: Partial<Record<TerminationType, number>>;
+  running: number;
+  waiting: number;
+  queuedDispatches: number;
 }
 
 export interface DispatchRecord {
@@ -369,6 +376,21 @@ export class Store {
       createdAt: r.created_at.toISOString(),
       updatedAt: r.updated_at.toISOString(),
     }));
+  }
+
+  /** Counts for /metrics that only Postgres knows, so every API replica reports the same numbers. */
+  async readOperationalCounts(): Promise<OperationalCounts> {
+    const { rows } = await this.pool.query<{ finished: Record<string, string> | null; running: string; waiting: string; queued_dispatches: string }>(
+      `SELECT
+         (SELECT json_object_agg(t, n) FROM (SELECT termination->>'type' AS t, count(*) AS n FROM runs WHERE status = 'done' GROUP BY 1) f) AS finished,
+         (SELECT count(*) FROM runs WHERE status = 'running') AS running,
+         (SELECT count(*) FROM runs WHERE status = 'waiting') AS waiting,
+         (SELECT count(*) FROM dispatches WHERE status = 'queued') AS queued_dispatches`,
+    );
+    const row = rows[0]!;
+    const finishedByTermination: OperationalCounts['finishedByTermination'] = {};
+    for (const [type, n] of Object.entries(row.finished ?? {})) finishedByTermination[type as TerminationType] = Number(n);
+    return { finishedByTermination, running: Number(row.running), waiting: Number(row.waiting), queuedDispatches: Number(row.queued_dispatches) };
   }
 
   // ---- event log ----------------------------------------------------------------------
