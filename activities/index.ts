@@ -11,6 +11,8 @@ import { runModelStep, type ModelStepInput } from './model-step.js';
 export interface ActivityDeps {
   store: Store;
   agents: AgentRegistry;
+  /** how long streamed events may wait before a flush (THREADBOX_FLUSH_MS) */
+  flushMs?: number;
 }
 
 /** Store errors that retrying cannot fix become non-retryable failures with the error's code as type. */
@@ -25,7 +27,7 @@ async function storeCall<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createActivities({ store, agents }: ActivityDeps) {
+export function createActivities({ store, agents, flushMs }: ActivityDeps) {
   return {
     async createRun(args: {
       ref: ThreadRef;
@@ -131,7 +133,7 @@ export function createActivities({ store, agents }: ActivityDeps) {
     },
 
     async modelStep(input: ModelStepInput) {
-      return runModelStep({ store, agents }, input);
+      return runModelStep({ store, agents, flushMs }, input);
     },
 
     /**

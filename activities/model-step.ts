@@ -26,7 +26,7 @@ export interface ModelStepResult {
 }
 
 /** How long streamed events may wait in the buffer before a flush. */
-export const FLUSH_INTERVAL_MS = Number(process.env.THREADBOX_FLUSH_MS ?? 25);
+export const DEFAULT_FLUSH_MS = 25;
 /**
  * A cancel reaches an activity only in the reply to a heartbeat, so a step heartbeats this often
  * even while the provider sends nothing (before its first token, between slow ones). The worker
@@ -36,14 +36,17 @@ export const STEP_HEARTBEAT_MS = 100;
 /** Longest provider-asked retry delay (`retry-after`) that is honoured; longer ones fall back to the retry policy. */
 const MAX_RETRY_AFTER_MS = 60_000;
 
-export async function runModelStep(deps: { store: Store; agents: AgentRegistry }, input: ModelStepInput): Promise<ModelStepResult> {
+export async function runModelStep(
+  deps: { store: Store; agents: AgentRegistry; flushMs?: number },
+  input: ModelStepInput,
+): Promise<ModelStepResult> {
   const ctx = Context.current();
   const { runId, step } = input;
   const attempt = ctx.info.attempt;
   const agent = deps.agents.get(input.agentId);
   if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown_agent');
 
-  const events = new EventFlusher(deps.store, runId, step * 1000 + attempt, (seq) => ctx.heartbeat({ seq }));
+  const events = new EventFlusher(deps.store, runId, step * 1000 + attempt, (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
   const heartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), STEP_HEARTBEAT_MS);
   // Leaving the stream early (a failed or fenced-out flush) only detaches the AI SDK's reader;
   // aborting is what ends the provider's HTTP request, so every way out of this function does it.
@@ -218,6 +221,7 @@ class EventFlusher {
     private readonly runId: string,
     private readonly fence: number,
     private readonly heartbeat: (seq: number) => void,
+    private readonly flushMs: number,
   ) {}
 
   push(event: RunEventBody) {
@@ -225,7 +229,7 @@ class EventFlusher {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       void this.flush();
-    }, FLUSH_INTERVAL_MS);
+    }, this.flushMs);
   }
 
   throwIfFailed() {

@@ -55,6 +55,7 @@ export async function startThreadbox(
         taskQueue: config.TEMPORAL_TASK_QUEUE,
         store,
         agents,
+        flushMs: config.THREADBOX_FLUSH_MS,
         workflowBundle: opts.workflowBundle,
       });
       const running = worker.run();
