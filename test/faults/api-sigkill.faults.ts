@@ -1,0 +1,39 @@
+// Scenario 2: the API instance the clients use is SIGKILLed while they stream and submit; they
+// retry and resume (Last-Event-ID) against the second instance, and a fresh one replaces the dead.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+
+const KILLS = 3;
+let services: Services;
+let fleet: Fleet;
+
+beforeAll(async () => {
+  services = await Services.start();
+  fleet = new Fleet(services);
+  await Promise.all([fleet.startApi(), fleet.startApi(), fleet.startWorker()]);
+});
+afterAll(async () => {
+  await fleet?.stop();
+  await services?.stop();
+});
+
+it('API SIGKILL while clients stream and submit: clients resume on another instance with no gap, nothing lost or doubled', async () => {
+  const started = Date.now();
+  // Submits spread over 4 s, so some are in flight when an instance dies.
+  const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000, staggerMs: 4000 });
+  let kills = 0;
+  for (; kills < KILLS; kills++) {
+    await crowd.waitUntilStreaming(60_000);
+    await sleep(randomBetween(0, 1000));
+    const victim = fleet.apis[0]!;
+    log(`SIGKILL api ${victim.pid} ${victim.url} (${crowd.status()})`);
+    await victim.kill();
+    await fleet.startApi();
+  }
+  const runs = await crowd.runs;
+  const report = await checkRuns('2 API SIGKILL', fleet, runs, crowd.expected, kills, (Date.now() - started) / 1000);
+  recordReport(report, fleet);
+  expect(report.problems).toEqual([]);
+  expect(report.runsCompleted).toBe(report.runsDriven);
+  expect(report.reconnects).toBeGreaterThan(0);
+});

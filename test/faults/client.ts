@@ -1,0 +1,195 @@
+// A client that behaves as a careful real one would under faults: it retries its submit with the
+// same Idempotency-Key until one API instance answers, and resumes a broken stream with
+// Last-Event-ID against whichever API instance is alive, recording every event it sees.
+import { randomUUID } from 'node:crypto';
+import { clock, readSse } from '../../bench/sse.js';
+
+export interface ReceivedEvent {
+  seq: number;
+  type: string;
+  data: any;
+  at: number;
+}
+
+export interface DrivenRun {
+  threadId: string;
+  content: string;
+  mode: 'interrupt' | 'queue';
+  idempotencyKey: string;
+  runId?: string;
+  events: ReceivedEvent[];
+  finished: boolean;
+  termination?: string;
+  /** a seq that skipped ahead of the last one seen */
+  gaps: number;
+  /** a seq at or behind the last one seen */
+  duplicates: number;
+  submitAttempts: number;
+  /** GET …/events connections made to resume (the submit's own stream is not one) */
+  reconnects: number;
+  /** connections dropped by the client because not even a keepalive arrived for IDLE_MS */
+  idleDrops: number;
+  errors: string[];
+}
+
+/** The API instances a client may use, first live one first. */
+export type ApiPicker = () => string;
+
+const IDLE_MS = 15_000;
+const RETRY_MS = 250;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Submits `content` to the thread and follows the run to its run_finish, or until `deadline`
+ * (epoch ms). `track` gets the run record at once, to watch it while it streams.
+ */
+export async function driveRun(
+  api: ApiPicker,
+  threadId: string,
+  content: string,
+  mode: 'interrupt' | 'queue',
+  deadline: number,
+  track?: (run: DrivenRun) => void,
+): Promise<DrivenRun> {
+  const run: DrivenRun = {
+    threadId,
+    content,
+    mode,
+    idempotencyKey: randomUUID(),
+    events: [],
+    finished: false,
+    gaps: 0,
+    duplicates: 0,
+    submitAttempts: 0,
+    reconnects: 0,
+    idleDrops: 0,
+    errors: [],
+  };
+  track?.(run);
+  const lastSeq = () => run.events.at(-1)?.seq ?? 0;
+  const note = (what: string) => run.errors.length < 20 && run.errors.push(`${new Date().toISOString()} ${what}`);
+
+  // Submit: the same key every time, so a submit the server applied but could not answer is not applied twice.
+  while (!run.runId && Date.now() < deadline) {
+    run.submitAttempts++;
+    const base = api();
+    try {
+      const response = await fetchWithin(`${base}/v1/threads/${threadId}/runs`, deadline, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'idempotency-key': run.idempotencyKey },
+        body: JSON.stringify({ messages: [{ role: 'user', content }], mode }),
+      });
+      if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) {
+        await consume(run, response, deadline, note);
+        // The first event names the run; with none yet, the submit may not have happened: resubmit.
+        run.runId ??= run.events[0]?.data.runId;
+        if (!run.runId) note('SSE submit ended before its first event');
+      } else {
+        note(`submit to ${base}: ${response.status} ${(await response.text()).slice(0, 200)}`);
+      }
+    } catch (err) {
+      note(`submit to ${base}: ${describe(err)}`);
+    }
+    if (!run.runId) await sleep(RETRY_MS);
+  }
+
+  // Follow: resume after the last event seen until run_finish.
+  while (run.runId && !run.finished && Date.now() < deadline) {
+    run.reconnects++;
+    const base = api();
+    try {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (lastSeq() > 0) headers['last-event-id'] = String(lastSeq());
+      const response = await fetchWithin(`${base}/v1/runs/${run.runId}/events`, deadline, { headers });
+      if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) await consume(run, response, deadline, note);
+      else note(`follow on ${base}: ${response.status} ${(await response.text()).slice(0, 200)}`);
+    } catch (err) {
+      note(`follow on ${base}: ${describe(err)}`);
+    }
+    if (!run.finished) await sleep(RETRY_MS);
+  }
+  return run;
+}
+
+/** A fetch whose response headers must arrive within 30 s (or by the deadline); the body has no time limit here. */
+async function fetchWithin(url: string, deadline: number, init: RequestInit): Promise<Response> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error('no response headers within the time limit')), Math.max(1, Math.min(30_000, deadline - Date.now())));
+  try {
+    return await fetch(url, { ...init, signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads one SSE connection into the run's event list; returns when it ends, breaks, idles or the deadline passes. */
+async function consume(run: DrivenRun, response: Response, deadline: number, note: (what: string) => void): Promise<void> {
+  const body = response.body!;
+  const reader = body.getReader();
+  let lastBytes = clock();
+  const watchdog = setInterval(() => {
+    const idle = clock() - lastBytes > IDLE_MS;
+    if (idle || Date.now() > deadline) {
+      if (idle) run.idleDrops++;
+      void reader.cancel().catch(() => {});
+    }
+  }, 500);
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: () => reader.cancel(),
+  });
+  try {
+    await readSse(
+      stream,
+      (frame, at) => {
+        if (!frame.event || frame.data === undefined || frame.id === undefined) return;
+        const seq = Number(frame.id);
+        const last = run.events.at(-1)?.seq ?? 0;
+        if (seq <= last) {
+          run.duplicates++;
+          return;
+        }
+        if (seq !== last + 1) {
+          run.gaps++;
+          note(`gap: seq ${last} then ${seq}`);
+        }
+        const data = JSON.parse(frame.data);
+        run.events.push({ seq, type: frame.event, data, at });
+        if (frame.event === 'run_finish') {
+          run.finished = true;
+          run.termination = data.termination?.type;
+          void reader.cancel().catch(() => {});
+        }
+      },
+      (at) => (lastBytes = at),
+    );
+  } catch (err) {
+    if (!run.finished) note(`stream broke: ${describe(err)}`);
+  } finally {
+    clearInterval(watchdog);
+  }
+}
+
+/**
+ * The text a client shows for the run's last step: text_delta appended per step, and a
+ * stream_reset drops what that step streamed before it.
+ */
+export function reassembledText(run: DrivenRun): string {
+  const byStep = new Map<number, string>();
+  for (const e of run.events) {
+    if (e.type === 'text_delta') byStep.set(e.data.step, (byStep.get(e.data.step) ?? '') + e.data.delta);
+    else if (e.type === 'stream_reset') byStep.set(e.data.step, '');
+  }
+  const last = Math.max(0, ...byStep.keys());
+  return byStep.get(last) ?? '';
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? ` (${(err.cause as NodeJS.ErrnoException).code ?? err.cause.message})` : '';
+  return `${err.name}: ${err.message}${cause}`;
+}

@@ -1,0 +1,34 @@
+// Scenario 4: the Temporal dev server stops mid-run, stays down 3 s and starts again on the same history file.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+
+let services: Services;
+let fleet: Fleet;
+
+beforeAll(async () => {
+  services = await Services.start();
+  fleet = new Fleet(services);
+  await Promise.all([fleet.startApi(), fleet.startWorker()]);
+});
+afterAll(async () => {
+  await fleet?.stop();
+  await services?.stop();
+});
+
+it('Temporal dev server restart mid-run (persistent history, down 3 s): every run ends once, nothing lost, doubled or skipped', async () => {
+  const started = Date.now();
+  // Submits spread over 5 s, so some arrive while Temporal is down and must be retried.
+  const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000, staggerMs: 5000 });
+  await crowd.waitUntilStreaming(60_000);
+  await sleep(randomBetween(1000, 3000));
+  log(`stopping Temporal (${crowd.status()})`);
+  await services.restartTemporal(3000);
+  log('Temporal is back');
+  const runs = await crowd.runs;
+  const report = await checkRuns('4 Temporal restart', fleet, runs, crowd.expected, 1, (Date.now() - started) / 1000);
+  recordReport(report, fleet);
+  expect(report.problems).toEqual([]);
+  expect(report.runsCompleted).toBe(report.runsDriven);
+  expect(fleet.apis).toHaveLength(1);
+  expect(fleet.workers).toHaveLength(1);
+});
