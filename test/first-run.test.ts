@@ -56,6 +56,15 @@ describe('a first run end to end', () => {
     expect(found).toEqual([`run:${runId}`, `thread:default:${threadId}`]);
     const run = await stack.temporal.workflow.getHandle(`run:${runId}`).describe();
     expect(await run.staticSummary()).toBe(`run ${runId} for agent default`);
+    const thread = await stack.temporal.workflow.getHandle(`thread:default:${threadId}`).describe();
+    expect(await thread.staticSummary()).toBe(`thread ${threadId}`);
+    // Activity summaries, as the UI lists them on the run's timeline.
+    await stack.temporal.workflow.getHandle(`run:${runId}`).result();
+    const history = await stack.temporal.workflow.getHandle(`run:${runId}`).fetchHistory();
+    const summaries = (history.events ?? [])
+      .filter((e) => e.activityTaskScheduledEventAttributes && e.userMetadata?.summary?.data)
+      .map((e) => JSON.parse(Buffer.from(e.userMetadata!.summary!.data!).toString()));
+    expect(summaries).toContain('model step 1');
   });
 
   it('reports Postgres and Temporal in /health and answers /health/live', async () => {

@@ -86,4 +86,30 @@ describe('worker crash', () => {
     expect(text).toBe(log[1]!.content);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
   }, 180_000);
+
+  it('a run waiting for an approval survives a worker SIGKILL, and the decision reaches it on the new worker', async () => {
+    const worker = await startWorkerProcess();
+    const threadId = uniqueId('waiting');
+    const submitted = await stack.request('POST', `/v1/threads/${threadId}/runs`, {
+      messages: [{ content: '/tool send_email {"to":"a@example.com","subject":"later","body":"after the crash"}' }],
+    });
+    const { runId } = submitted.body;
+    const requested = await eventually(async () => (await stack.store.readEvents(runId, 0, 1000)).find((e) => e.type === 'tool_approval_requested'), 30_000, 'the approval request');
+    await eventually(async () => ((await stack.store.getRun(runId))?.status === 'waiting' ? true : undefined));
+    const exited = new Promise((r) => worker.once('exit', r));
+    killGroup(worker);
+    await exited;
+
+    await startWorkerProcess();
+    const decided = await stack.request('POST', `/v1/runs/${runId}/decisions`, { toolCallId: (requested as { toolCallId: string }).toolCallId, action: 'approve' });
+    expect(decided.status).toBe(202);
+    const run = await eventually(async () => {
+      const r = await stack.store.getRun(runId);
+      return r?.status === 'done' ? r : undefined;
+    }, 90_000, 'the approved run to finish');
+    expect(run.termination).toEqual({ type: 'natural_end' });
+    const log = await stack.store.loadCommittedMessages({ tenant: 'default', threadId });
+    expect(log.map((m) => m.role)).toEqual(['user', 'assistant', 'tool', 'assistant']);
+    expect(JSON.parse(log[2]!.content)).toMatchObject({ sent: true });
+  }, 180_000);
 });

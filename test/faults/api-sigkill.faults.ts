@@ -1,23 +1,13 @@
 // Scenario 2: the API instance the clients use is SIGKILLed while they stream and submit; they
 // retry and resume (Last-Event-ID) against the second instance, and a fresh one replaces the dead.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+import { expect, it } from 'vitest';
+import { checkRuns, log, randomBetween, recordReport, sleep, startCrowd, useFleet } from './harness.js';
 
 const KILLS = 3;
-let services: Services;
-let fleet: Fleet;
-
-beforeAll(async () => {
-  services = await Services.start();
-  fleet = new Fleet(services);
-  await Promise.all([fleet.startApi(), fleet.startApi(), fleet.startWorker()]);
-});
-afterAll(async () => {
-  await fleet?.stop();
-  await services?.stop();
-});
+const stage = useFleet({ apis: 2 });
 
 it('API SIGKILL while clients stream and submit: clients resume on another instance with no gap, nothing lost or doubled', async () => {
+  const { fleet } = stage;
   const started = Date.now();
   // Submits spread over 4 s, so some are in flight when an instance dies.
   const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000, staggerMs: 4000 });

@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { spawnThreadbox, type ThreadboxProcess } from '../../bench/processes.js';
 import { clock } from '../../bench/sse.js';
 import { replyTokens } from '../../src/agent/echo.js';
@@ -154,6 +154,27 @@ export interface ScenarioReport {
 }
 
 /** A reply the echo model gives: `/slow <ms> /long <n> <nonce>`. */
+/**
+ * The scenario's stage: its own Postgres and Temporal, then `apis` API and `workers` worker
+ * processes, started before the scenario and all stopped after it.
+ */
+export function useFleet(shape: { apis?: number; workers?: number } = {}) {
+  const stage = {} as { services: Services; fleet: Fleet };
+  beforeAll(async () => {
+    stage.services = await Services.start();
+    stage.fleet = new Fleet(stage.services);
+    const starts: Promise<unknown>[] = [];
+    for (let i = 0; i < (shape.apis ?? 1); i++) starts.push(stage.fleet.startApi());
+    for (let i = 0; i < (shape.workers ?? 1); i++) starts.push(stage.fleet.startWorker());
+    await Promise.all(starts);
+  });
+  afterAll(async () => {
+    await stage.fleet?.stop();
+    await stage.services?.stop();
+  });
+  return stage;
+}
+
 export function echoPrompt(slowMs: number, tokens: number, nonce: string) {
   return { content: `/slow ${slowMs} /long ${tokens} ${nonce}`, expected: replyTokens(nonce, tokens).join('') };
 }

@@ -1,21 +1,11 @@
 // Scenario 3: Postgres stops mid-run, stays down 3 s and starts again on the same data.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+import { expect, it } from 'vitest';
+import { checkRuns, log, randomBetween, recordReport, sleep, startCrowd, useFleet } from './harness.js';
 
-let services: Services;
-let fleet: Fleet;
-
-beforeAll(async () => {
-  services = await Services.start();
-  fleet = new Fleet(services);
-  await Promise.all([fleet.startApi(), fleet.startWorker()]);
-});
-afterAll(async () => {
-  await fleet?.stop();
-  await services?.stop();
-});
+const stage = useFleet();
 
 it('Postgres restart mid-run (down 3 s): every run ends once, nothing lost, doubled or skipped', async () => {
+  const { fleet, services } = stage;
   const started = Date.now();
   const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000 });
   await crowd.waitUntilStreaming(60_000);

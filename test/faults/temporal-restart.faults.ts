@@ -1,21 +1,11 @@
 // Scenario 4: the Temporal dev server stops mid-run, stays down 3 s and starts again on the same history file.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+import { expect, it } from 'vitest';
+import { checkRuns, log, randomBetween, recordReport, sleep, startCrowd, useFleet } from './harness.js';
 
-let services: Services;
-let fleet: Fleet;
-
-beforeAll(async () => {
-  services = await Services.start();
-  fleet = new Fleet(services);
-  await Promise.all([fleet.startApi(), fleet.startWorker()]);
-});
-afterAll(async () => {
-  await fleet?.stop();
-  await services?.stop();
-});
+const stage = useFleet();
 
 it('Temporal dev server restart mid-run (persistent history, down 3 s): every run ends once, nothing lost, doubled or skipped', async () => {
+  const { fleet, services } = stage;
   const started = Date.now();
   // Submits spread over 5 s, so some arrive while Temporal is down and must be retried.
   const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000, staggerMs: 5000 });

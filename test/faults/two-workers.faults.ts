@@ -1,21 +1,11 @@
 // Scenario 5: two workers share the task queue and one is SIGKILLed; the other carries on alone.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+import { expect, it } from 'vitest';
+import { checkRuns, log, randomBetween, recordReport, sleep, startCrowd, useFleet } from './harness.js';
 
-let services: Services;
-let fleet: Fleet;
-
-beforeAll(async () => {
-  services = await Services.start();
-  fleet = new Fleet(services);
-  await Promise.all([fleet.startApi(), fleet.startWorker(), fleet.startWorker()]);
-});
-afterAll(async () => {
-  await fleet?.stop();
-  await services?.stop();
-});
+const stage = useFleet({ workers: 2 });
 
 it('two workers, one SIGKILLed mid-stream (twice, a replacement joining between): the survivor finishes every run once', async () => {
+  const { fleet } = stage;
   const started = Date.now();
   const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000 });
   let kills = 0;

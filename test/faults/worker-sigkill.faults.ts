@@ -1,22 +1,12 @@
 // Scenario 1: the worker is SIGKILLed at random moments while runs stream; a new one starts each time.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRuns, Fleet, log, randomBetween, recordReport, Services, sleep, startCrowd } from './harness.js';
+import { expect, it } from 'vitest';
+import { checkRuns, log, randomBetween, recordReport, sleep, startCrowd, useFleet } from './harness.js';
 
 const KILLS = 5;
-let services: Services;
-let fleet: Fleet;
-
-beforeAll(async () => {
-  services = await Services.start();
-  fleet = new Fleet(services);
-  await Promise.all([fleet.startApi(), fleet.startWorker()]);
-});
-afterAll(async () => {
-  await fleet?.stop();
-  await services?.stop();
-});
+const stage = useFleet();
 
 it('worker SIGKILL at random moments across 36 streaming runs: every run ends once, nothing lost, doubled or skipped', async () => {
+  const { fleet } = stage;
   const started = Date.now();
   const crowd = startCrowd(fleet, { threads: 18, runsPerThread: 2, slowMs: 30, minTokens: 20, maxTokens: 80, deadlineMs: 200_000 });
   let kills = 0;
