@@ -5,7 +5,7 @@ import type { RunEventBody, Termination } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { builtinTools, executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
-import type { ApprovalTicket, InputMessage } from '../workflows/types.js';
+import { afterStepFence, toolResultFence, type ApprovalTicket, type InputMessage } from '../workflows/types.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
 
 export interface ActivityDeps {
@@ -64,7 +64,7 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
       await storeCall(() =>
         store.appendEvents(
           runId,
-          step * 1000 + 999,
+          toolResultFence(step),
           tickets.map((t) => ({ type: 'tool_approval_requested', toolCallId: t.toolCallId, toolName: t.toolName, input: t.input })),
         ),
       );
@@ -96,7 +96,7 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
       const { runId, step } = args;
       if (step === 0) return;
       const ref = { tenant: args.tenant, threadId: args.threadId };
-      const fence = (step + 1) * 1000;
+      const fence = afterStepFence(step);
       await storeCall(() => store.appendEvents(runId, fence, []));
       const committed = await store.loadCommittedMessages(ref);
       const assistantId = `${runId}:${step}:assistant`;
@@ -192,7 +192,7 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
       ]),
     );
     if (committed.duplicate) return; // a retry after the result was committed and announced
-    await storeCall(() => store.appendEvents(runId, step * 1000 + 999, [done]));
+    await storeCall(() => store.appendEvents(runId, toolResultFence(step), [done]));
   }
 }
 

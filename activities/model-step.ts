@@ -7,6 +7,7 @@ import type { RunEventBody, Usage } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { toAiSdkTools } from '../src/agent/tools.js';
 import { StoreError, type CommittedMessage, type Store, type ToolCall } from '../src/store/store.js';
+import { modelStepFence } from '../workflows/types.js';
 
 export interface ModelStepInput {
   tenant: string;
@@ -46,7 +47,7 @@ export async function runModelStep(
   const agent = deps.agents.get(input.agentId);
   if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown_agent');
 
-  const events = new EventFlusher(deps.store, runId, step * 1000 + attempt, (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
+  const events = new EventFlusher(deps.store, runId, modelStepFence(step, attempt), (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
   const heartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), STEP_HEARTBEAT_MS);
   // Leaving the stream early (a failed or fenced-out flush) only detaches the AI SDK's reader;
   // aborting is what ends the provider's HTTP request, so every way out of this function does it.

@@ -1,52 +1,28 @@
 // A worker process killed with SIGKILL mid-stream: a new worker finishes the run, every message committed once.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { spawnThreadbox, type ThreadboxProcess } from '../bench/processes.js';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
 
 let stack: Stack;
-const workers: ChildProcess[] = [];
+const workers: ThreadboxProcess[] = [];
 
 beforeAll(async () => {
   stack = await startStack({ worker: false });
 });
 afterAll(async () => {
-  for (const w of workers) killGroup(w);
+  for (const w of workers) await w.kill();
   await stack?.stop();
 });
 
 /** `npm run worker` as its own OS process, on this test's task queue. */
-async function startWorkerProcess(): Promise<ChildProcess> {
-  const child = spawn('npx', ['tsx', 'src/cli/worker.ts'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: inject('databaseUrl'),
-      TEMPORAL_ADDRESS: inject('temporalAddress'),
-      TEMPORAL_TASK_QUEUE: stack.taskQueue,
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group: SIGKILL reaches node, not just the npx wrapper
+async function startWorkerProcess(): Promise<ThreadboxProcess> {
+  const worker = await spawnThreadbox('worker', {
+    DATABASE_URL: inject('databaseUrl'),
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    TEMPORAL_TASK_QUEUE: stack.taskQueue,
   });
-  workers.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('threadbox worker ready')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before it was ready:\n${output}`)));
-  });
-  return child;
-}
-
-function killGroup(child: ChildProcess) {
-  try {
-    process.kill(-child.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
+  workers.push(worker);
+  return worker;
 }
 
 describe('worker crash', () => {
@@ -59,9 +35,7 @@ describe('worker crash', () => {
       const deltas = (await stack.store.readEvents(runId, 0, 10_000)).filter((e) => e.type === 'text_delta');
       return deltas.length >= 10 ? true : undefined;
     }, 30_000, 'streaming to be under way');
-    const exited = new Promise((r) => first.once('exit', r));
-    killGroup(first);
-    await exited;
+    await first.kill();
 
     await startWorkerProcess();
     const run = await eventually(async () => {
@@ -96,9 +70,7 @@ describe('worker crash', () => {
     const { runId } = submitted.body;
     const requested = await eventually(async () => (await stack.store.readEvents(runId, 0, 1000)).find((e) => e.type === 'tool_approval_requested'), 30_000, 'the approval request');
     await eventually(async () => ((await stack.store.getRun(runId))?.status === 'waiting' ? true : undefined));
-    const exited = new Promise((r) => worker.once('exit', r));
-    killGroup(worker);
-    await exited;
+    await worker.kill();
 
     await startWorkerProcess();
     const decided = await stack.request('POST', `/v1/runs/${runId}/decisions`, { toolCallId: (requested as { toolCallId: string }).toolCallId, action: 'approve' });

@@ -13,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import type { Termination } from '../src/events.js';
 import type { Activities } from '../activities/index.js';
-import type { ApprovalTicket, Decision, InputMessage, RunEnded, RunWorkflowInput, StopReason } from './types.js';
+import { afterStepFence, type ApprovalTicket, type Decision, type InputMessage, type RunEnded, type RunWorkflowInput, type StopReason } from './types.js';
 
 export const stopRunSignal = defineSignal<[{ reason: StopReason }]>('stop');
 export const steerRunSignal = defineSignal<[{ messages: InputMessage[] }]>('steer');
@@ -80,7 +80,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
 
   async function applySteering() {
     const messages = steered.splice(0);
-    await store.applySteering({ ref, runId, messages, fence: (step + 1) * 1000 });
+    await store.applySteering({ ref, runId, messages, fence: afterStepFence(step) });
   }
 
   async function waitForDecisions(pending: ApprovalTicket[]) {
@@ -132,7 +132,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
     if (termination.type === 'interrupted' || termination.type === 'cancelled') {
       await store.commitInterruptedStep({ tenant, threadId, runId, step });
     }
-    await store.finishRun({ runId, termination, fence: (step + 1) * 1000 });
+    await store.finishRun({ runId, termination, fence: afterStepFence(step) });
     setStatus(termination.type);
     const thread = getExternalWorkflowHandle(input.threadWorkflowId);
     await thread.signal(runEndedSignal, { runId, termination, unappliedSteering: steered.splice(0) });

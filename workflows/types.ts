@@ -113,3 +113,17 @@ export interface ApprovalTicket {
 export const threadWorkflowId = (tenant: string, threadId: string) => `thread:${tenant}:${threadId}`;
 export const runWorkflowId = (runId: string) => `run:${runId}`;
 export const durableRunId = (messageId: string) => `durable-msg-${messageId}`;
+
+/*
+ * Event-log writer fences (the store rejects a writer below the run's current fence): a step's model
+ * call writes at step × 1000 + attempt, that step's tool results at step × 1000 + 999, and whatever
+ * comes after the step at (step + 1) × 1000, which shuts out any zombie attempt of it.
+ */
+export const modelStepFence = (step: number, attempt: number) => step * 1000 + attempt;
+export const toolResultFence = (step: number) => step * 1000 + 999;
+export const afterStepFence = (step: number) => (step + 1) * 1000;
+/** The attempt a writer's fence stands for: a model step's own, else 1. */
+export const attemptOfFence = (fence: number) => {
+  const attempt = fence % 1000;
+  return attempt >= 1 && attempt < 999 ? attempt : 1;
+};

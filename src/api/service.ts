@@ -48,18 +48,20 @@ export class ThreadboxService {
   }
 
   /**
-   * Follows a run's events after `after`; `onEvents` gets them in order, live. Resolves to
+   * Follows a run's events after `after`, in order, live. `open` is called once the run is known to
+   * be this tenant's (so a 404 is still a plain JSON answer) and returns where events go. Resolves to
    * undefined when the run has ended and nothing is left to send.
    */
-  async followRun(tenant: string, runId: string, after: number, onEvents: OnEvents): Promise<Unsubscribe | undefined> {
+  async followRun(tenant: string, runId: string, after: number, open: () => OnEvents): Promise<Unsubscribe | undefined> {
     const run = await this.getRun(tenant, runId);
-    if (run.status === 'done' && (await this.store.readEvents(runId, after, 1)).length === 0) return undefined;
-    return this.subscriber.subscribeRun(runId, after, onEvents);
+    const ended = run.status === 'done' && (await this.store.readEvents(runId, after, 1)).length === 0;
+    const onEvents = open();
+    return ended ? undefined : this.subscriber.subscribeRun(runId, after, onEvents);
   }
 
-  async followThread(ref: ThreadRef, after: number, onEvents: OnEvents): Promise<Unsubscribe> {
+  async followThread(ref: ThreadRef, after: number, open: () => OnEvents): Promise<Unsubscribe> {
     await this.getThread(ref);
-    return this.subscriber.subscribeThread(ref, after, onEvents);
+    return this.subscriber.subscribeThread(ref, after, open());
   }
 
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
@@ -77,10 +79,10 @@ export class ThreadboxService {
   /** A durable cross-thread message: run `durable-msg-<messageId>`; a redelivery returns the first result. */
   async deliverDurableMessage(ref: ThreadRef, body: DurableMessageBody): Promise<SubmitResult & { duplicate: boolean }> {
     const runId = durableRunId(body.messageId);
-    const owner = await this.store.getRun(runId);
+    const owner = await this.store.findRunOwner(runId);
     // A redelivery to the same thread is the workflow's to answer (the first result); the same id
     // sent to another thread, maybe another tenant's, must not be taken for it.
-    if (owner && (await this.store.getRun(runId, ref.tenant))?.threadId !== ref.threadId) {
+    if (owner && !isOwnedBy(owner, ref)) {
       throw new ApiError('invalid_request', `messageId ${body.messageId} was already delivered to another thread; message ids must be unique`);
     }
     const result = await this.submit(ref, {
@@ -136,9 +138,9 @@ export class ThreadboxService {
    * the workflow answers with its first result.
    */
   private async assertRunIdFree(ref: ThreadRef, runId: string, isRetry: boolean) {
-    if (!(await this.store.getRun(runId))) return;
-    const own = await this.store.getRun(runId, ref.tenant);
-    if (!own || own.threadId !== ref.threadId) {
+    const owner = await this.store.findRunOwner(runId);
+    if (!owner) return;
+    if (!isOwnedBy(owner, ref)) {
       throw new ApiError('invalid_request', `runId ${runId} is already used by another thread; omit runId to get a generated one`);
     }
     if (!isRetry) throw new ApiError('invalid_request', `run ${runId} already exists; a retried submit must carry the same Idempotency-Key`);
@@ -221,6 +223,8 @@ export class ThreadboxService {
     return { status: postgres === 'ok' && temporal === 'ok' ? 'ok' : 'unavailable', postgres, temporal };
   }
 }
+
+const isOwnedBy = (owner: ThreadRef, ref: ThreadRef) => owner.tenant === ref.tenant && owner.threadId === ref.threadId;
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);

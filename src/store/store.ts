@@ -2,6 +2,7 @@
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import type { RunEvent, RunEventBody, Termination, TerminationType, Usage } from '../events.js';
+import { attemptOfFence } from '../../workflows/types.js';
 
 export const EVENTS_CHANNEL = 'threadbox_events';
 const MAX_CAS_ATTEMPTS = 8;
@@ -337,6 +338,12 @@ export class Store {
     });
   }
 
+  /** Which tenant's thread a run id belongs to (run ids are global). */
+  async findRunOwner(runId: string): Promise<{ tenant: string; threadId: string } | undefined> {
+    const { rows } = await this.pool.query('SELECT tenant, thread_id FROM runs WHERE run_id = $1', [runId]);
+    return rows[0] ? { tenant: rows[0].tenant, threadId: rows[0].thread_id } : undefined;
+  }
+
   async getRun(runId: string, tenant?: string): Promise<RunRecord | undefined> {
     const { rows } = await this.pool.query('SELECT * FROM runs WHERE run_id = $1 AND ($2::text IS NULL OR tenant = $2)', [runId, tenant ?? null]);
     return rows[0] ? toRun(rows[0]) : undefined;
@@ -396,8 +403,8 @@ export class Store {
   // ---- event log ----------------------------------------------------------------------
 
   /**
-   * Appends events at the run's next seqs. `fence` is the writer's token (step × 1000 +
-   * attempt for step activities): a writer below the run's current fence is a zombie and is
+   * Appends events at the run's next seqs. `fence` is the writer's token (the fences are defined in
+   * workflows/types.ts): a writer below the run's current fence is a zombie and is
    * rejected with `stale_writer`. An empty append only raises the fence, which is how a
    * newer writer shuts out an older one before it writes anything. Notifies after commit
    * with ids only.
@@ -675,12 +682,6 @@ function toRun(r: Record<string, any>): RunRecord {
   };
 }
 
-/** The writer's fence is step × 1000 + attempt for model steps; what clients see is the attempt. */
-function attemptOf(fence: number): number {
-  const attempt = fence % 1000;
-  return attempt >= 1 && attempt < 999 ? attempt : 1;
-}
-
 function toEvent(r: Record<string, any>): RunEvent {
   return {
     ...r.data,
@@ -689,6 +690,6 @@ function toEvent(r: Record<string, any>): RunEvent {
     threadId: r.thread_id,
     seq: Number(r.seq),
     ts: r.created_at.toISOString(),
-    attempt: r.data.attempt ?? attemptOf(Number(r.attempt)),
+    attempt: r.data.attempt ?? attemptOfFence(Number(r.attempt)), // clients see the attempt, not the fence
   };
 }

@@ -4,9 +4,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../errors.js';
 import { errorBody, eventsPage, eventsQuery, runParams, threadParams } from '../schemas.js';
-import type { RunEvent } from '../../events.js';
 import { logIds } from '../log.js';
-import { runCursor, threadCursor, wantsEventStream } from '../sse.js';
+import { runCursor, threadCursor, wantsEventStream, type SseStream } from '../sse.js';
 
 const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 429: errorBody, 503: errorBody };
 
@@ -25,43 +24,28 @@ export function resumeCursor(request: FastifyRequest, after: number | undefined)
  */
 export async function streamRun(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, runId: string, after: number, submitted = false) {
   logIds(request, { runId });
-  const delivery = deliverTo();
-  const unsubscribe = await app.threadbox.followRun(request.tenant, runId, after, (events) => delivery.push(events));
-  const stream = app.openSse(reply, runCursor);
-  if (!unsubscribe) return stream.end();
-  stream.onClose(unsubscribe);
+  let stream!: SseStream;
   let firstEvent = submitted;
   let firstToken = submitted;
-  delivery.attach((events) => {
-    const finish = events.findIndex((e) => e.type === 'run_finish');
-    const sent = finish < 0 ? events : events.slice(0, finish + 1);
-    stream.send(sent);
-    if (firstEvent && sent.length > 0) {
-      firstEvent = false;
-      app.metrics.submitToFirstEvent.observe(reply.elapsedTime / 1000);
-    }
-    if (firstToken && sent.some((e) => e.type === 'text_delta')) {
-      firstToken = false;
-      app.metrics.submitToFirstToken.observe(reply.elapsedTime / 1000);
-    }
-    if (finish >= 0) stream.end();
+  const unsubscribe = await app.threadbox.followRun(request.tenant, runId, after, () => {
+    stream = app.openSse(reply, runCursor);
+    return (events) => {
+      const finish = events.findIndex((e) => e.type === 'run_finish');
+      const sent = finish < 0 ? events : events.slice(0, finish + 1);
+      stream.send(sent);
+      if (firstEvent && sent.length > 0) {
+        firstEvent = false;
+        app.metrics.submitToFirstEvent.observe(reply.elapsedTime / 1000);
+      }
+      if (firstToken && sent.some((e) => e.type === 'text_delta')) {
+        firstToken = false;
+        app.metrics.submitToFirstToken.observe(reply.elapsedTime / 1000);
+      }
+      if (finish >= 0) stream.end();
+    };
   });
-}
-
-/** Holds events that arrive before the stream is open (the subscription is made first, so a 404 is still JSON). */
-function deliverTo() {
-  let sink: ((events: RunEvent[]) => void) | undefined;
-  const early: RunEvent[] = [];
-  return {
-    push(events: RunEvent[]) {
-      if (sink) sink(events);
-      else early.push(...events);
-    },
-    attach(target: (events: RunEvent[]) => void) {
-      sink = target;
-      if (early.length) target(early.splice(0));
-    },
-  };
+  if (!unsubscribe) return stream.end();
+  stream.onClose(unsubscribe);
 }
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -102,11 +86,12 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       const ref = { tenant: request.tenant, threadId: request.params.threadId };
       const after = resumeCursor(request, request.query.after);
       if (!wantsEventStream(request)) return app.threadbox.threadEventsPage(ref, after, request.query.limit);
-      const delivery = deliverTo();
-      const unsubscribe = await app.threadbox.followThread(ref, after, (events) => delivery.push(events));
-      const stream = app.openSse(reply, threadCursor);
+      let stream!: SseStream;
+      const unsubscribe = await app.threadbox.followThread(ref, after, () => {
+        stream = app.openSse(reply, threadCursor);
+        return (events) => stream.send(events);
+      });
       stream.onClose(unsubscribe);
-      delivery.attach((events) => stream.send(events));
     },
   );
 };
