@@ -1,11 +1,14 @@
 // Everything the workflows ask the world to do: the committed log, run records and the agent's model and tools.
 import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunEventBody, Termination } from '../src/events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
+import { sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { builtinTools, executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
-import { afterStepFence, toolResultFence, type ApprovalTicket, type InputMessage } from '../workflows/types.js';
+import { afterStepFence, toolResultFence, type ApprovalTicket, type Dispatch, type InputMessage, type RunClosure, type StoredMailbox } from '../workflows/types.js';
+import { isStoreOutage } from '../src/store/errors.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
 
 export interface ActivityDeps {
@@ -13,9 +16,33 @@ export interface ActivityDeps {
   agents: AgentRegistry;
   /** how long streamed events may wait before a flush (THREADBOX_FLUSH_MS) */
   flushMs?: number;
+  /** asks Temporal whether a run workflow still runs (probeRun); without it every run counts as running */
+  temporal?: Client;
 }
 
-/** Store errors that retrying cannot fix become non-retryable failures with the error's code as type. */
+interface ToolArgs {
+  tenant: string;
+  threadId: string;
+  runId: string;
+  agentId: string;
+  step: number;
+  call: ToolCall;
+  outcome?: 'denied' | 'cancelled';
+  reason?: string;
+}
+
+/** Attempts a tool call gets for failures other than a store outage. */
+const TOOL_ATTEMPTS = 3;
+/** Attempts a model step gets for the model's own transient errors (429, 5xx, dropped streams). */
+export const MODEL_ATTEMPTS = 6;
+/** How long a model step rides out a store outage before the run ends in error. */
+export const STORE_OUTAGE_BUDGET_MS = 10 * 60_000;
+
+/**
+ * Store errors that retrying cannot fix become non-retryable failures with the error's code as type;
+ * so does data Postgres refuses (a data exception or a violated constraint, class 22 or 23): retrying
+ * the same bytes fails the same way, and a thread must not wait on it forever. Outages stay retryable.
+ */
 async function storeCall<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
@@ -23,22 +50,32 @@ async function storeCall<T>(work: () => Promise<T>): Promise<T> {
     if (err instanceof StoreError && err.code !== 'version_conflict') {
       throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
     }
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && (code.startsWith('22') || (code.startsWith('23') && code !== '23505'))) {
+      throw ApplicationFailure.create({ type: 'invalid_data', message: `the store refused the data: ${(err as Error).message}`, nonRetryable: true });
+    }
     throw err;
   }
 }
 
-export function createActivities({ store, agents, flushMs }: ActivityDeps) {
+export function createActivities({ store, agents, flushMs, temporal }: ActivityDeps) {
   return {
     async createRun(args: {
       ref: ThreadRef;
-      run: { runId: string; dispatchId: string; agentId: string; mode: string; epoch: number; input: InputMessage[] };
+      run: { runId: string; dispatchId: string; agentId: string; mode: string; epoch: number; input: InputMessage[]; workflowId?: string; requestHash?: string };
     }) {
-      await storeCall(() => store.createRun(args.ref, args.run));
+      const run = await storeCall(() => store.createRun(args.ref, args.run));
+      return { created: run.created, runId: run.runId, dispatchId: run.dispatchId, status: run.status };
     },
 
-    async findRun(args: { runId: string }) {
-      const run = await store.getRun(args.runId);
-      return run ? { runId: run.runId, dispatchId: run.dispatchId, status: run.status } : null;
+    /** Discards a run created for a submit that was then rejected: the rejected request writes nothing. */
+    async discardRun(args: { ref: ThreadRef; runId: string }) {
+      await storeCall(() => store.discardRun(args.ref, args.runId));
+    },
+
+    async findRun(args: { runId: string; tenant?: string }) {
+      const run = await store.getRun(args.runId, args.tenant);
+      return run ? { runId: run.runId, dispatchId: run.dispatchId, status: run.status, threadId: run.threadId, requestHash: run.requestHash } : null;
     },
 
     /** Commits the pending input of runs that ended without starting (superseded by an interrupt). */
@@ -51,35 +88,38 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
       const { runId } = args;
       const committed = await storeCall(() => store.commitMessages(args.ref, args.messages.map((m) => ({ ...m, runId }))));
       if (!committed.duplicate) {
-        await storeCall(() => store.appendEvents(runId, args.fence, [{ type: 'steering_applied', messageIds: committed.messageIds }]));
+        await storeCall(() => store.appendEvents(runId, args.fence, [{ type: 'steering_applied', messageIds: committed.messageIds }], args.ref.tenant));
       }
     },
 
     /** running → waiting, with a ticket per tool call and one `tool_approval_requested` event each. */
-    async awaitApproval(args: { runId: string; step: number; tickets: ApprovalTicket[] }) {
-      const { runId, step, tickets } = args;
-      const run = await store.getRun(runId);
+    async awaitApproval(args: { runId: string; step: number; tickets: ApprovalTicket[]; tenant?: string }) {
+      const { runId, step, tickets, tenant } = args;
+      const run = await store.getRun(runId, tenant);
       if (run?.status === 'waiting') return; // a retry after success
-      await storeCall(() => store.setRunWaiting(runId, { tickets: tickets.map(({ toolCallId, toolName, input }) => ({ toolCallId, toolName, input })) }));
+      await storeCall(() => store.setRunWaiting(runId, { tickets: tickets.map(({ toolCallId, toolName, input }) => ({ toolCallId, toolName, input })) }, tenant));
       await storeCall(() =>
         store.appendEvents(
           runId,
           toolResultFence(step),
           tickets.map((t) => ({ type: 'tool_approval_requested', toolCallId: t.toolCallId, toolName: t.toolName, input: t.input })),
+          tenant,
         ),
       );
     },
 
-    async resumeRun(args: { runId: string }) {
-      await storeCall(() => store.setRunWaiting(args.runId, null));
+    // `tenant` is absent only in activities scheduled by workflow code older than tenant-scoped run ids, whose run ids are unique.
+    async resumeRun(args: { runId: string; tenant?: string }) {
+      await storeCall(() => store.setRunWaiting(args.runId, null, args.tenant));
     },
 
-    async startRun(args: { runId: string; carriedRunIds: string[] }) {
-      await storeCall(() => store.startRun(args.runId, args.carriedRunIds));
+    async startRun(args: { runId: string; carriedRunIds: string[]; tenant?: string }) {
+      await storeCall(() => store.startRun(args.runId, args.carriedRunIds, args.tenant));
     },
 
-    async finishRun(args: { runId: string; termination: Termination; fence?: number }) {
-      await storeCall(() => store.finishRun(args.runId, args.termination, { fence: args.fence, error: args.termination.type === 'error' ? args.termination.detail : undefined }));
+    async finishRun(args: { runId: string; termination: Termination; fence?: number; tenant?: string }) {
+      const error = args.termination.type === 'error' ? args.termination.detail : undefined;
+      await storeCall(() => store.finishRun(args.runId, args.termination, { fence: args.fence, error, tenant: args.tenant }));
     },
 
     async commitMessages(args: { ref: ThreadRef; messages: NewMessage[]; expectedVersion?: number }) {
@@ -88,89 +128,182 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
     },
 
     /**
-     * After a cancel: commits what the interrupted step streamed (its text, marked
-     * `interrupted`) and a `cancelled` result for each tool call left without one, so the
-     * log stays valid for the next model call. The higher fence shuts out the step's activity.
+     * After a cancel (or an error): commits what the interrupted step streamed (its text, marked
+     * `interrupted`) and a `cancelled` result for each tool call left without one, so the log stays
+     * valid for the next model call. The higher fence shuts out the step's activity.
      */
     async commitInterruptedStep(args: { tenant: string; threadId: string; runId: string; step: number }) {
-      const { runId, step } = args;
-      if (step === 0) return;
-      const ref = { tenant: args.tenant, threadId: args.threadId };
-      const fence = afterStepFence(step);
-      await storeCall(() => store.appendEvents(runId, fence, []));
-      const committed = await store.loadCommittedMessages(ref);
-      const assistantId = `${runId}:${step}:assistant`;
-      const messages: NewMessage[] = [];
-      let toolCalls: ToolCall[] = committed.find((m) => m.id === assistantId)?.toolCalls ?? [];
-      if (!committed.some((m) => m.id === assistantId)) {
-        const events = await store.readEvents(runId, 0, 100_000);
-        const lastReset = events.findLastIndex((e) => (e.type === 'step_start' || e.type === 'stream_reset') && e.step === step);
-        const stepEvents = events.slice(lastReset + 1);
-        const text = stepEvents.flatMap((e) => (e.type === 'text_delta' && e.step === step ? [e.delta] : [])).join('');
-        toolCalls = stepEvents.flatMap((e) => (e.type === 'tool_call_ready' && e.step === step ? [{ toolCallId: e.toolCallId, toolName: e.toolName, input: e.input }] : []));
-        if (text || toolCalls.length) {
-          messages.push({ messageId: assistantId, role: 'assistant', content: text, runId, status: 'interrupted', toolCalls: toolCalls.length ? toolCalls : undefined });
-        }
-      }
-      const answered = new Set(committed.filter((m) => m.role === 'tool').map((m) => m.toolCallId));
-      const unanswered = toolCalls.filter((c) => !answered.has(c.toolCallId));
-      for (const call of unanswered) {
-        messages.push({
-          messageId: `${runId}:${step}:tool:${call.toolCallId}`,
-          role: 'tool',
-          content: JSON.stringify({ error: 'cancelled' }),
-          toolCallId: call.toolCallId,
-          runId,
-          metadata: { toolName: call.toolName, outcome: 'cancelled' },
-        });
-      }
-      if (messages.length) await storeCall(() => store.commitMessages(ref, messages));
-      if (unanswered.length) {
-        await storeCall(() =>
-          store.appendEvents(runId, fence, unanswered.map((c) => ({ type: 'tool_call_done', toolCallId: c.toolCallId, toolName: c.toolName, outcome: 'cancelled', error: 'cancelled' }))),
-        );
-      }
-    },
-
-    async modelStep(input: ModelStepInput) {
-      return runModelStep({ store, agents, flushMs }, input);
+      await closeStep({ tenant: args.tenant, threadId: args.threadId }, args.runId, args.step);
     },
 
     /**
-     * Runs one tool call (or records that it was denied or cancelled) and commits its result;
-     * a failing tool is a result the model reads, not a failed run.
+     * Closes a run whose workflow ended without reporting (an operator terminated or cancelled it):
+     * commits its input if it never started, closes its last step as an interrupted one, commits the
+     * steering it was sent and never applied, and finishes its record. Idempotent.
      */
-    async runTool(args: {
-      tenant: string;
-      threadId: string;
-      runId: string;
-      agentId: string;
-      step: number;
-      call: ToolCall;
-      outcome?: 'denied' | 'cancelled';
-      reason?: string;
-    }) {
-      const { call, runId, step } = args;
-      const ctx = Context.current();
-      if (args.outcome) {
-        const error = args.outcome === 'denied' ? `denied${args.reason ? `: ${args.reason}` : ''}` : 'cancelled: new input arrived';
-        await recordToolResult(args, { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: args.outcome, error }, error);
-        return;
+    async closeRun(args: { ref: ThreadRef; runId: string; carriedRunIds: string[]; termination: Termination; steered: InputMessage[] }) {
+      const { ref, runId } = args;
+      const run = await store.getRun(runId, ref.tenant);
+      if (!run) return;
+      if (run.status === 'queued') await storeCall(() => store.commitPendingInput(ref, [...args.carriedRunIds.filter((id) => id !== runId), runId]));
+      const events = await store.readEvents(runId, 0, 100_000, ref.tenant);
+      const step = Math.max(0, ...events.flatMap((e) => (e.type === 'step_start' ? [e.step] : [])));
+      await closeStep(ref, runId, step);
+      if (args.steered.length > 0) {
+        const committed = new Set((await store.loadRunMessages(ref, runId)).map((m) => m.id));
+        const missing = args.steered.filter((m) => !committed.has(m.messageId));
+        if (missing.length) await storeCall(() => store.commitMessages(ref, missing.map((m) => ({ ...m, runId }))));
       }
-      // An unknown tool gets executeTool's own message; a known one outside the agent's list is refused.
-      const allowed = !Object.hasOwn(builtinTools, call.toolName) || (agents.get(args.agentId)?.tools.includes(call.toolName) ?? false);
-      const result = allowed
-        ? await executeTool(call.toolName, call.input, { signal: ctx.cancellationSignal, heartbeat: (d) => ctx.heartbeat(d) })
-        : ({ ok: false, error: `tool "${call.toolName}" is not available to agent "${args.agentId}"` } as const);
-      await recordToolResult(
-        args,
-        result.ok
-          ? { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'ok', output: result.output }
-          : { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'error', error: result.error },
-        JSON.stringify(result.ok ? result.output : { error: result.error }),
-      );
+      if (run.status === 'done') return;
+      const { termination } = args;
+      const error = termination.type === 'error' ? termination.detail : undefined;
+      await storeCall(() => store.finishRun(runId, termination, { fence: afterStepFence(step), error, tenant: ref.tenant })).catch((err) => {
+        // Finished meanwhile (by the run itself, just before it closed): its own termination stands.
+        if (!(err instanceof ApplicationFailure && err.type === 'illegal_transition')) throw err;
+      });
+    },
+
+    /** Whether a run workflow still runs, and if not how it closed. */
+    async probeRun(args: { workflowId: string }): Promise<RunClosure> {
+      if (!temporal) return 'running';
+      try {
+        const { status } = await temporal.workflow.getHandle(args.workflowId).describe();
+        const closures: Record<string, RunClosure> = {
+          RUNNING: 'running',
+          COMPLETED: 'completed',
+          CANCELLED: 'cancelled',
+          TERMINATED: 'terminated',
+          TIMED_OUT: 'timed_out',
+          FAILED: 'failed',
+          CONTINUED_AS_NEW: 'running',
+        };
+        return closures[status.name] ?? 'failed';
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return 'not_found';
+        throw err;
+      }
+    },
+
+    /** The mailbox of a thread whose workflow state was lost (terminated), from Postgres. */
+    async loadMailbox(args: { ref: ThreadRef }): Promise<StoredMailbox> {
+      const rows = await store.loadMailboxRows(args.ref);
+      const toDispatch = (r: (typeof rows.open)[number]): Dispatch => ({
+        runId: r.runId,
+        dispatchId: r.dispatchId,
+        mode: r.mode as Dispatch['mode'],
+        // An agent removed from the config since: the run fails at its first step with a clear error.
+        agent: agents.settings(r.agentId) ?? { agentId: r.agentId, maxSteps: 1, approvalTools: [] },
+        epoch: r.epoch,
+        carriedRunIds: [],
+        workflowId: r.workflowId,
+      });
+      const active = rows.open.find((r) => r.status === 'running' || r.status === 'waiting');
+      const queue = rows.open.filter((r) => r.status === 'queued').map(toDispatch);
+      // Input of superseded runs travels with the first queued run, as it did before; with none, it is committed now.
+      if (queue[0]) queue[0].carriedRunIds = rows.pendingOfEnded;
+      return { epoch: rows.epoch, active: active ? toDispatch(active) : null, queue, orphanedRunIds: queue[0] ? [] : rows.pendingOfEnded };
+    },
+
+    /**
+     * The model's own transient errors get MODEL_ATTEMPTS attempts; a store outage is ridden out by
+     * time (STORE_OUTAGE_BUDGET_MS since the step was first scheduled), however many attempts that takes.
+     */
+    async modelStep(input: ModelStepInput) {
+      try {
+        return await runModelStep({ store, agents, flushMs }, input);
+      } catch (err) {
+        const { attempt, scheduledTimestampMs } = Context.current().info;
+        if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
+        const failure = err instanceof ApplicationFailure ? err : undefined;
+        const outOfTime = Date.now() - scheduledTimestampMs > STORE_OUTAGE_BUDGET_MS;
+        const givesUp = failure?.type === 'store_unavailable' ? outOfTime : attempt >= MODEL_ATTEMPTS;
+        if (!givesUp) throw err;
+        throw ApplicationFailure.create({ type: failure?.type ?? (err as Error).name, message: (err as Error).message, details: failure?.details as unknown[], nonRetryable: true, cause: err as Error });
+      }
+    },
+
+    async runTool(args: ToolArgs) {
+      try {
+        return await runToolOnce(args);
+      } catch (err) {
+        const { attempt, scheduledTimestampMs } = Context.current().info;
+        if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
+        // A store outage is ridden out by time; anything else gets TOOL_ATTEMPTS attempts.
+        const givesUp = isStoreOutage(err) ? Date.now() - scheduledTimestampMs > STORE_OUTAGE_BUDGET_MS : attempt >= TOOL_ATTEMPTS;
+        if (givesUp) throw ApplicationFailure.create({ type: 'tool_failed', message: (err as Error).message, nonRetryable: true, cause: err as Error });
+        throw err;
+      }
     },
   };
+
+  /**
+   * Runs one tool call (or records that it was denied or cancelled) and commits its result;
+   * a failing tool is a result the model reads, not a failed run.
+   */
+  async function runToolOnce(args: ToolArgs) {
+    const { call, runId, step } = args;
+    const ctx = Context.current();
+    if (args.outcome) {
+      const error = args.outcome === 'denied' ? `denied${args.reason ? `: ${args.reason}` : ''}` : 'cancelled: new input arrived';
+      await recordToolResult(args, { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: args.outcome, error }, error);
+      return;
+    }
+    // An unknown tool gets executeTool's own message; a known one outside the agent's list is refused.
+    const allowed = !Object.hasOwn(builtinTools, call.toolName) || (agents.get(args.agentId)?.tools.includes(call.toolName) ?? false);
+    const result = allowed
+      ? await executeTool(call.toolName, call.input, { signal: ctx.cancellationSignal, heartbeat: (d) => ctx.heartbeat(d) })
+      : ({ ok: false, error: `tool "${call.toolName}" is not available to agent "${args.agentId}"` } as const);
+    await recordToolResult(
+      args,
+      result.ok
+        ? { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'ok', output: result.output }
+        : { type: 'tool_call_done', toolCallId: call.toolCallId, toolName: call.toolName, outcome: 'error', error: result.error },
+      JSON.stringify(result.ok ? result.output : { error: result.error }),
+    );
+  }
+
+  /**
+   * Closes a run's step `step` after it was stopped: what the step streamed but never committed
+   * becomes an assistant message marked `interrupted`, and each of its tool calls without a result
+   * gets a `cancelled` one. The fence above the step's writers shuts out a zombie attempt first.
+   */
+  async function closeStep(ref: ThreadRef, runId: string, step: number) {
+    if (step === 0) return;
+    const fence = afterStepFence(step);
+    await storeCall(() => store.appendEvents(runId, fence, [], ref.tenant));
+    const committed = await store.loadRunMessages(ref, runId);
+    const assistantId = `${runId}:${step}:assistant`;
+    const messages: NewMessage[] = [];
+    let toolCalls: ToolCall[] = committed.find((m) => m.id === assistantId)?.toolCalls ?? [];
+    if (!committed.some((m) => m.id === assistantId)) {
+      const events = await store.readEvents(runId, 0, 100_000, ref.tenant);
+      const lastReset = events.findLastIndex((e) => (e.type === 'step_start' || e.type === 'stream_reset') && e.step === step);
+      const stepEvents = events.slice(lastReset + 1);
+      const text = stepEvents.flatMap((e) => (e.type === 'text_delta' && e.step === step ? [e.delta] : [])).join('');
+      toolCalls = stepEvents.flatMap((e) => (e.type === 'tool_call_ready' && e.step === step ? [{ toolCallId: e.toolCallId, toolName: e.toolName, input: e.input }] : []));
+      if (text || toolCalls.length) {
+        messages.push({ messageId: assistantId, role: 'assistant', content: text, runId, status: 'interrupted', toolCalls: toolCalls.length ? toolCalls : undefined });
+      }
+    }
+    const answered = new Set(committed.filter((m) => m.role === 'tool').map((m) => m.toolCallId));
+    const unanswered = toolCalls.filter((c) => !answered.has(c.toolCallId));
+    for (const call of unanswered) {
+      messages.push({
+        messageId: `${runId}:${step}:tool:${call.toolCallId}`,
+        role: 'tool',
+        content: JSON.stringify({ error: 'cancelled' }),
+        toolCallId: call.toolCallId,
+        runId,
+        metadata: { toolName: call.toolName, outcome: 'cancelled' },
+      });
+    }
+    if (messages.length) await storeCall(() => store.commitMessages(ref, messages));
+    if (unanswered.length) {
+      await storeCall(() =>
+        store.appendEvents(runId, fence, unanswered.map((c) => ({ type: 'tool_call_done', toolCallId: c.toolCallId, toolName: c.toolName, outcome: 'cancelled', error: 'cancelled' })), ref.tenant),
+      );
+    }
+  }
 
   /** Commits a tool message and, unless a retry already did, its `tool_call_done` event. */
   async function recordToolResult(
@@ -179,12 +312,14 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
     content: string,
   ) {
     const { call, runId, step } = args;
+    // A tool's output (or a decision's reason) is data from outside: kept as Postgres can store it, never fatal.
+    done = sanitizeJson(done) as typeof done;
     const committed = await storeCall(() =>
       store.commitMessages({ tenant: args.tenant, threadId: args.threadId }, [
         {
           messageId: `${runId}:${step}:tool:${call.toolCallId}`,
           role: 'tool',
-          content,
+          content: sanitizeText(content),
           toolCallId: call.toolCallId,
           runId,
           metadata: { toolName: call.toolName, outcome: done.outcome },
@@ -192,7 +327,7 @@ export function createActivities({ store, agents, flushMs }: ActivityDeps) {
       ]),
     );
     if (committed.duplicate) return; // a retry after the result was committed and announced
-    await storeCall(() => store.appendEvents(runId, toolResultFence(step), [done]));
+    await storeCall(() => store.appendEvents(runId, toolResultFence(step), [done], args.tenant));
   }
 }
 

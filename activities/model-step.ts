@@ -4,9 +4,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import { APICallError } from '@ai-sdk/provider';
 import { streamText, type ModelMessage } from 'ai';
 import type { RunEventBody, Usage } from '../src/events.js';
-import type { AgentRegistry } from '../src/agent/agents.js';
+import type { Agent, AgentRegistry } from '../src/agent/agents.js';
+import { contextBudget, contextWindow } from '../src/agent/context.js';
+import { DeltaSanitizer, sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { toAiSdkTools } from '../src/agent/tools.js';
-import { StoreError, type CommittedMessage, type Store, type ToolCall } from '../src/store/store.js';
+import { describeStoreError, isRejectedData, isStoreOutage } from '../src/store/errors.js';
+import { StoreError, type CommittedMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
 import { modelStepFence } from '../workflows/types.js';
 
 export interface ModelStepInput {
@@ -47,18 +50,23 @@ export async function runModelStep(
   const agent = deps.agents.get(input.agentId);
   if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown_agent');
 
-  const events = new EventFlusher(deps.store, runId, modelStepFence(step, attempt), (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
+  const events = new EventFlusher(deps.store, input.tenant, runId, modelStepFence(step, attempt), (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
   const heartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), STEP_HEARTBEAT_MS);
   // Leaving the stream early (a failed or fenced-out flush) only detaches the AI SDK's reader;
   // aborting is what ends the provider's HTTP request, so every way out of this function does it.
   const done = new AbortController();
+  let started: number | undefined;
+  let usage: Usage = {};
+  // An interrupted step still counts on the run record: its number and the time it spent (and tokens, when the provider got to say).
+  const recordStoppedStep = () =>
+    deps.store.recordStep(runId, step, { ...usage, inferenceMs: started === undefined ? 0 : Math.round(performance.now() - started) }, input.tenant).catch(() => {});
   try {
     // A retry starts the step over: clients drop what the failed attempt streamed.
     if (attempt > 1) events.push({ type: 'stream_reset', step, attempt });
     events.push({ type: 'step_start', step, attempt });
 
-    const history = await deps.store.loadCommittedMessages({ tenant: input.tenant, threadId: input.threadId });
-    const started = performance.now();
+    const history = await loadContext(deps.store, { tenant: input.tenant, threadId: input.threadId }, agent);
+    started = performance.now();
     const result = streamText({
       model: deps.agents.modelFor(agent),
       system: agent.system,
@@ -68,34 +76,67 @@ export async function runModelStep(
       // Aborting it aborts the provider's HTTP request: the socket closes and the provider stops generating.
       abortSignal: AbortSignal.any([ctx.cancellationSignal, done.signal]),
       maxRetries: 0, // Temporal owns retries
-      providerOptions: { echo: { attempt } },
+      ...callOptionsFor(agent, attempt),
       onError: () => {}, // errors arrive as `error` parts below; the default handler would only log them
     });
 
     let text = '';
     const toolCalls: ToolCall[] = [];
     let finishReason = 'unknown';
-    let usage: Usage = {};
+    // Everything a model says is made storable before it reaches the event log or the returned text.
+    const deltas = new Map<string, DeltaSanitizer>();
+    const sanitized = (key: string, delta: string) => {
+      let sanitizer = deltas.get(key);
+      if (!sanitizer) deltas.set(key, (sanitizer = new DeltaSanitizer()));
+      return sanitizer.push(delta);
+    };
+    const ended = (key: string) => {
+      const rest = deltas.get(key)?.end() ?? '';
+      deltas.delete(key);
+      return rest;
+    };
+    const pushText = (delta: string) => {
+      if (!delta) return;
+      text += delta;
+      events.push({ type: 'text_delta', step, delta });
+    };
+    const pushReasoning = (delta: string) => {
+      if (delta) events.push({ type: 'reasoning_delta', step, delta });
+    };
     for await (const part of result.fullStream) {
       switch (part.type) {
         case 'text-delta':
-          text += part.text;
-          events.push({ type: 'text_delta', step, delta: part.text });
+          pushText(sanitized(`text:${part.id}`, part.text));
+          break;
+        case 'text-end':
+          pushText(ended(`text:${part.id}`));
           break;
         case 'reasoning-delta':
-          events.push({ type: 'reasoning_delta', step, delta: part.text });
+          pushReasoning(sanitized(`reasoning:${part.id}`, part.text));
+          break;
+        case 'reasoning-end':
+          pushReasoning(ended(`reasoning:${part.id}`));
           break;
         case 'tool-input-start':
-          events.push({ type: 'tool_call_start', step, toolCallId: part.id, toolName: part.toolName });
+          events.push({ type: 'tool_call_start', step, toolCallId: sanitizeText(part.id), toolName: sanitizeText(part.toolName) });
           break;
-        case 'tool-input-delta':
-          events.push({ type: 'tool_call_delta', step, toolCallId: part.id, delta: part.delta });
+        case 'tool-input-delta': {
+          const delta = sanitized(`tool:${part.id}`, part.delta);
+          if (delta) events.push({ type: 'tool_call_delta', step, toolCallId: sanitizeText(part.id), delta });
           break;
-        case 'tool-call':
+        }
+        case 'tool-input-end': {
+          const delta = ended(`tool:${part.id}`);
+          if (delta) events.push({ type: 'tool_call_delta', step, toolCallId: sanitizeText(part.id), delta });
+          break;
+        }
+        case 'tool-call': {
           // Invalid calls (unknown tool, unparsable input) are kept too: the tool activity answers them with an error the model can read.
-          toolCalls.push({ toolCallId: part.toolCallId, toolName: part.toolName, input: part.input });
-          events.push({ type: 'tool_call_ready', step, toolCallId: part.toolCallId, toolName: part.toolName, input: part.input });
+          const call = { toolCallId: sanitizeText(part.toolCallId), toolName: sanitizeText(part.toolName), input: sanitizeJson(part.input) };
+          toolCalls.push(call);
+          events.push({ type: 'tool_call_ready', step, ...call });
           break;
+        }
         case 'finish-step':
           finishReason = part.finishReason;
           usage = { inputTokens: part.usage.inputTokens, outputTokens: part.usage.outputTokens };
@@ -107,17 +148,32 @@ export async function runModelStep(
       }
       events.throwIfFailed();
     }
+    // A stream that ended without its end parts still gives back what its sanitizers held.
+    for (const key of [...deltas.keys()]) {
+      if (key.startsWith('text:')) pushText(ended(key));
+      else if (key.startsWith('reasoning:')) pushReasoning(ended(key));
+    }
     // Carried beside the token counts so the run record can sum it once the store keeps it.
     const stepUsage = { ...usage, inferenceMs: Math.round(performance.now() - started) };
     events.push({ type: 'step_end', step, finishReason, usage: stepUsage });
     await events.close();
-    await deps.store.recordStep(runId, step, stepUsage);
+    await deps.store.recordStep(runId, step, stepUsage, input.tenant);
     return { text, toolCalls, finishReason, usage, inferenceMs: stepUsage.inferenceMs };
   } catch (err) {
-    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
+    if (ctx.cancellationSignal.aborted) {
+      if (ctx.cancellationDetails?.cancelRequested) await recordStoppedStep();
+      throw ctx.cancellationSignal.reason ?? err;
+    }
     // A newer writer (a retry, or the workflow closing an interrupted step) owns the log now: this attempt is a zombie.
-    if (err instanceof StoreError && err.code === 'stale_writer') throw ApplicationFailure.nonRetryable(err.message, err.code);
-    if (err instanceof StoreError) throw err;
+    if (err instanceof StoreError && err.code === 'stale_writer') {
+      // The workflow closing an interrupted step can fence it out before the cancel reaches this attempt's heartbeat.
+      done.abort();
+      if (await cancelRequestedSoon(ctx)) {
+        await recordStoppedStep();
+        throw ctx.cancellationSignal.reason ?? err;
+      }
+      throw ApplicationFailure.nonRetryable(err.message, err.code);
+    }
     const failure = classifyModelError(err);
     // What the attempt streamed stays visible up to its failure; the retry's stream_reset tells clients to drop it.
     await events.close().catch(() => {});
@@ -127,6 +183,38 @@ export async function runModelStep(
     clearInterval(heartbeat);
     events.dispose();
   }
+}
+
+/** Whether a cancel of this attempt arrives within a few heartbeats (the interval keeps heartbeating until the step returns). */
+async function cancelRequestedSoon(ctx: Context, withinMs = 10 * STEP_HEARTBEAT_MS): Promise<boolean> {
+  if (!ctx.cancellationSignal.aborted) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, withinMs);
+      ctx.cancellationSignal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+  }
+  return ctx.cancellationDetails?.cancelRequested ?? false;
+}
+
+/** Only the echo model reads the attempt (its `/fail` directive); a real provider gets no options of ours. */
+export function callOptionsFor(agent: Pick<Agent, 'model'>, attempt: number): { providerOptions?: { echo: { attempt: number } } } {
+  return agent.model === 'echo' ? { providerOptions: { echo: { attempt } } } : {};
+}
+
+/**
+ * What one model call sees of the thread: the newest messages within the agent's context budget
+ * (see contextWindow), read newest first from the store, never the whole thread.
+ */
+export async function loadContext(store: Store, ref: ThreadRef, agent: Agent): Promise<CommittedMessage[]> {
+  const budget = contextBudget(agent);
+  let recent = await store.loadRecentMessages(ref, { limit: budget.maxMessages, maxContentBytes: budget.maxTokens * 4 });
+  // A budget smaller than the newest exchange held only tool results: read back to the call they answer.
+  for (let limit = recent.length * 2 + 16; recent.length > 0 && recent.every((m) => m.role === 'tool'); limit *= 2) {
+    const more = await store.loadRecentMessages(ref, { limit, maxContentBytes: Number.MAX_SAFE_INTEGER });
+    if (more.length === recent.length) break; // the thread holds nothing older
+    recent = more;
+  }
+  return contextWindow(recent, budget, agent.system);
 }
 
 // Providers word an overflowing prompt differently; all of them mean "retrying the same prompt cannot work".
@@ -148,23 +236,37 @@ const PERMANENT_SDK_ERRORS = new Set([
  * become retryable failures of type `model_transient`; the rest (400, 401, 403, 404, context
  * overflow) become non-retryable `model_permanent` failures that end the run with the
  * provider's own message. Anything unrecognised stays retryable: the retry policy caps it.
+ *
+ * The step also reads and writes the store: Postgres being unreachable is `store_unavailable`
+ * (retryable; the detail names the store, not the model), data it refuses is a non-retryable
+ * `store_rejected`, and a StoreError keeps its code as the type, retryable only for a lost race.
  */
 export function classifyModelError(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
+  if (isStoreOutage(err)) {
+    return ApplicationFailure.create({ message: `store unavailable: ${sanitizeText(describeStoreError(err))}`, type: 'store_unavailable' });
+  }
+  if (isRejectedData(err)) {
+    return ApplicationFailure.create({ message: `store rejected the step's data: ${sanitizeText(describeStoreError(err))}`, type: 'store_rejected', nonRetryable: true });
+  }
+  if (err instanceof StoreError) {
+    return ApplicationFailure.create({ message: `store: ${err.message}`, type: err.code, nonRetryable: err.code !== 'version_conflict' });
+  }
   if (APICallError.isInstance(err)) {
     const status = err.statusCode;
-    const detail = `model call failed${status ? ` (HTTP ${status})` : ''}: ${err.message}`;
-    const details = [{ statusCode: status ?? null, url: err.url, responseBody: err.responseBody?.slice(0, 2000) ?? null }];
+    // A provider's message ends up in the run record: it must be storable too.
+    const detail = sanitizeText(`model call failed${status ? ` (HTTP ${status})` : ''}: ${err.message}`);
+    const details = [{ statusCode: status ?? null, url: err.url, responseBody: err.responseBody === undefined ? null : sanitizeText(err.responseBody.slice(0, 2000)) }];
     const transient =
       status === undefined || (status >= 200 && status < 300) ? err.isRetryable || !CONTEXT_OVERFLOW.test(err.message) : isTransientStatus(status);
     if (!transient) return ApplicationFailure.create({ message: detail, type: 'model_permanent', nonRetryable: true, details });
     return ApplicationFailure.create({ message: detail, type: 'model_transient', details, nextRetryDelay: retryAfterMs(err.responseHeaders) });
   }
   if (err instanceof Error && PERMANENT_SDK_ERRORS.has(err.name)) {
-    return ApplicationFailure.create({ message: `model call failed: ${err.message}`, type: 'model_permanent', nonRetryable: true });
+    return ApplicationFailure.create({ message: sanitizeText(`model call failed: ${err.message}`), type: 'model_permanent', nonRetryable: true });
   }
   // Mid-stream failures: a provider's in-band `{"error": …}` chunk, or the socket dropping under the body.
-  const message = err instanceof Error ? errorChainMessage(err) : providerErrorMessage(err);
+  const message = sanitizeText(err instanceof Error ? errorChainMessage(err) : providerErrorMessage(err));
   if (CONTEXT_OVERFLOW.test(message)) {
     return ApplicationFailure.create({ message: `model call failed: ${message}`, type: 'model_permanent', nonRetryable: true });
   }
@@ -219,6 +321,7 @@ class EventFlusher {
 
   constructor(
     private readonly store: Store,
+    private readonly tenant: string,
     private readonly runId: string,
     private readonly fence: number,
     private readonly heartbeat: (seq: number) => void,
@@ -243,7 +346,7 @@ class EventFlusher {
     this.writing = this.writing.then(async () => {
       if (this.failure) return;
       try {
-        const { lastSeq } = await this.store.appendEvents(this.runId, this.fence, batch);
+        const { lastSeq } = await this.store.appendEvents(this.runId, this.fence, batch, this.tenant);
         this.lastSeq = lastSeq;
         this.heartbeat(lastSeq);
       } catch (err) {

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { AgentRegistry } from './agent/agents.js';
 import { buildApp } from './api/app.js';
 import { ThreadboxService } from './api/service.js';
+import { apiConnectionOptions, TemporalCalls, TemporalLink } from './api/temporal-calls.js';
 import { ConfigError, type Config } from './config.js';
 import { createPool, migrate } from './store/db.js';
 import { Store } from './store/store.js';
@@ -66,13 +67,18 @@ export async function startThreadbox(
       stops.push(() => connection.close());
     }
     if (opts.api) {
-      const connection = await Connection.connect({ address: opts.temporalAddress });
+      const link = new TemporalLink();
+      const connection = await Connection.connect(apiConnectionOptions(opts.temporalAddress, link));
       stops.push(() => connection.close());
       const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+      const calls = new TemporalCalls(client, link, {
+        maxInFlight: config.THREADBOX_MAX_INFLIGHT_UPDATES,
+        maxInFlightPerWorkflow: config.THREADBOX_MAX_INFLIGHT_PER_THREAD,
+      });
       const subscriber = new EventSubscriber(store, opts.databaseUrl, { onError: (err) => console.warn('event subscriber:', (err as Error).message) });
       await subscriber.start();
       stops.push(() => subscriber.close());
-      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE, subscriber);
+      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE, subscriber, calls);
       const app = await buildApp({
         service,
         apiKeys: config.THREADBOX_API_KEYS,

@@ -3,7 +3,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from './ports.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'threadbox-dev-'));
@@ -54,6 +54,24 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
+/**
+ * `npm run dev` that should refuse to start: its exit code and output, or (had it started after all)
+ * what it printed until it was ready, after which it is stopped.
+ */
+async function devThatShouldFail(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const dev = await startDev(env);
+  const outcome = await Promise.race([
+    dev.ready.then(() => 'ready' as const),
+    new Promise<'exited'>((resolve) => dev.child.once('exit', () => resolve('exited'))),
+    new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 60_000)),
+  ]).catch(() => 'exited' as const);
+  if (outcome !== 'exited') {
+    await stopWithSigint(dev.child);
+    return { code: null, output: dev.output() };
+  }
+  return { code: dev.child.exitCode, output: dev.output() };
+}
+
 describe('npm run dev', () => {
   it('serves the README curl session, stops every child on SIGINT, and keeps its data for the next start', async () => {
     const env = {
@@ -100,6 +118,38 @@ describe('npm run dev', () => {
     expect(listed.executions.map((e: { execution: { workflowId: string } }) => e.execution.workflowId)).toContain('thread:default:readme');
     expect(await stopWithSigint(second.child)).toEqual([]);
   }, 180_000);
+
+  it('refuses to start when its Temporal port is taken by another Temporal server, naming the port and THREADBOX_TEMPORAL_PORT', async () => {
+    // The suite's own Temporal dev server answers on this port: a readiness check alone would attach to it.
+    const taken = new URL(`http://${inject('temporalAddress')}`).port;
+    const { code, output } = await devThatShouldFail({
+      THREADBOX_DATA_DIR: join(dataDir, 'temporal-taken'),
+      PORT: String(await freePort()),
+      THREADBOX_PG_PORT: String(await freePort()),
+      THREADBOX_TEMPORAL_PORT: taken,
+      THREADBOX_TEMPORAL_UI_PORT: String(await freePort()),
+    });
+    expect(code).toBe(1);
+    expect(output).toContain(`port ${taken} (THREADBOX_TEMPORAL_PORT)`);
+    expect(output).toContain('already in use');
+    expect(output).not.toContain('history in');
+    expect(output).not.toContain('threadbox ready');
+  }, 90_000);
+
+  it('refuses to start when its Postgres port is taken, with a message naming THREADBOX_PG_PORT (not `undefined`)', async () => {
+    const taken = new URL(inject('databaseUrl')).port;
+    const { code, output } = await devThatShouldFail({
+      THREADBOX_DATA_DIR: join(dataDir, 'postgres-taken'),
+      PORT: String(await freePort()),
+      THREADBOX_PG_PORT: taken,
+      THREADBOX_TEMPORAL_PORT: String(await freePort()),
+      THREADBOX_TEMPORAL_UI_PORT: String(await freePort()),
+    });
+    expect(code).toBe(1);
+    expect(output).toContain(`port ${taken} (THREADBOX_PG_PORT)`);
+    expect(output).not.toMatch(/^undefined$/m);
+    expect(output).not.toContain('threadbox ready');
+  }, 90_000);
 
   it('refuses a bad configuration with a message naming the variable', () => {
     let stderr = '';

@@ -53,14 +53,14 @@ describe('a first run end to end', () => {
       for await (const wf of stack.temporal.workflow.list({ query: `ThreadId = "${threadId}"` })) ids.push(wf.workflowId);
       return ids.length === 2 ? ids.sort() : undefined;
     }, 30_000, 'visibility');
-    expect(found).toEqual([`run:${runId}`, `thread:default:${threadId}`]);
-    const run = await stack.temporal.workflow.getHandle(`run:${runId}`).describe();
+    expect(found).toEqual([`run:default:${runId}`, `thread:default:${threadId}`]);
+    const run = await stack.temporal.workflow.getHandle(`run:default:${runId}`).describe();
     expect(await run.staticSummary()).toBe(`run ${runId} for agent default`);
     const thread = await stack.temporal.workflow.getHandle(`thread:default:${threadId}`).describe();
     expect(await thread.staticSummary()).toBe(`thread ${threadId}`);
     // Activity summaries, as the UI lists them on the run's timeline.
-    await stack.temporal.workflow.getHandle(`run:${runId}`).result();
-    const history = await stack.temporal.workflow.getHandle(`run:${runId}`).fetchHistory();
+    await stack.temporal.workflow.getHandle(`run:default:${runId}`).result();
+    const history = await stack.temporal.workflow.getHandle(`run:default:${runId}`).fetchHistory();
     const summaries = (history.events ?? [])
       .filter((e) => e.activityTaskScheduledEventAttributes && e.userMetadata?.summary?.data)
       .map((e) => JSON.parse(Buffer.from(e.userMetadata!.summary!.data!).toString()));

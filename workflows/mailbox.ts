@@ -1,5 +1,5 @@
 // The mailbox's state and rules, free of Temporal so unit tests can drive it without a server.
-import type { Dispatch, MailboxState } from './types.js';
+import type { Dispatch, MailboxState, StoredMailbox } from './types.js';
 
 type NewDispatch = Omit<Dispatch, 'epoch' | 'carriedRunIds'>;
 
@@ -47,9 +47,10 @@ export class Mailbox {
    * Foreground submit: a new epoch, every queued dispatch superseded (their input travels
    * with the new run, ahead of its own), and the new dispatch first in line.
    */
-  putFirst(dispatch: NewDispatch): { dispatch: Dispatch; superseded: Dispatch[] } {
+  putFirst(dispatch: NewDispatch, alsoCarried: string[] = []): { dispatch: Dispatch; superseded: Dispatch[] } {
     const superseded = this.supersedeQueue();
-    const first = { ...dispatch, epoch: this.epoch, carriedRunIds: superseded.flatMap((d) => [...d.carriedRunIds, d.runId]) };
+    const carriedRunIds = [...superseded.flatMap((d) => [...d.carriedRunIds, d.runId]), ...alsoCarried];
+    const first = { ...dispatch, epoch: this.epoch, carriedRunIds };
     this.queue = [first];
     return { dispatch: first, superseded };
   }
@@ -92,6 +93,19 @@ export class Mailbox {
       return { removed: removed!, orphanedCarriedRunIds: [] };
     }
     return { removed: removed!, orphanedCarriedRunIds: removed!.carriedRunIds };
+  }
+
+  /** Steering the active run was sent: if the run dies without applying it, the thread commits it. */
+  recordSteering(runId: string, messages: Dispatch['steered'] & {}): void {
+    if (this.active?.runId === runId) this.active.steered = [...(this.active.steered ?? []), ...messages];
+  }
+
+  /** A thread rebuilt from the store (its workflow was terminated): the active run is already started. */
+  restore(stored: StoredMailbox): void {
+    this.epoch = Math.max(this.epoch, stored.epoch);
+    this.queue = [...stored.queue, ...this.queue];
+    this.active = stored.active;
+    this.activeStarted = stored.active !== null;
   }
 
   snapshot(): MailboxState {

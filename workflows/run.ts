@@ -7,6 +7,7 @@ import {
   defineUpdate,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -32,7 +33,8 @@ const modelStepActivity = (step: number) =>
     summary: `model step ${step}`,
     startToCloseTimeout: '10 minutes',
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 6 },
+    // No attempt cap here: the activity gives the model's own errors MODEL_ATTEMPTS attempts and rides out store outages by time.
+    retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
   }).modelStep;
 
 const toolActivity = (toolName: string) =>
@@ -40,12 +42,21 @@ const toolActivity = (toolName: string) =>
     summary: `tool ${toolName}`,
     startToCloseTimeout: '15 minutes',
     heartbeatTimeout: '30 seconds',
-    retry: { initialInterval: '500 milliseconds', maximumAttempts: 3 },
+    // No attempt cap here: the activity gives a failing call TOOL_ATTEMPTS attempts and rides out store outages by time.
+    retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' },
   }).runTool;
+
+/**
+ * Patch of the v2 rules: a cancel from Temporal (an operator) ends the run `cancelled`; a run that ends
+ * in error also closes its log (cancelled results for unanswered tool calls), so the next run's model
+ * call is valid; the end report carries the agent. Executions begun before it keep the v1 rules.
+ */
+const RUN_V2 = 'run-v2';
 
 export async function runWorkflow(input: RunWorkflowInput): Promise<Termination> {
   const { tenant, threadId, runId } = input;
   const ref = { tenant, threadId };
+  const v2 = patched(RUN_V2);
   let stopReason: StopReason | undefined;
   let step = 0;
   const steered: InputMessage[] = [];
@@ -85,18 +96,18 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
 
   async function waitForDecisions(pending: ApprovalTicket[]) {
     for (const ticket of pending) tickets.set(ticket.toolCallId, ticket);
-    await store.awaitApproval({ runId, step, tickets: pending });
+    await store.awaitApproval({ runId, tenant, step, tickets: pending });
     setStatus('waiting');
     await condition(() => pending.every((t) => t.decision) || steered.length > 0);
     // New input supersedes the question: undecided calls are cancelled, the model sees the new messages.
     for (const ticket of pending) ticket.decision ??= { action: 'cancelled', reason: 'new input arrived while waiting' };
-    await store.resumeRun({ runId });
+    await store.resumeRun({ runId, tenant });
     setStatus('running');
   }
 
   let termination: Termination;
   try {
-    await store.startRun({ runId, carriedRunIds: input.carriedRunIds });
+    await store.startRun({ runId, tenant, carriedRunIds: input.carriedRunIds });
     setStatus('running');
     termination = await loop.run(async () => {
       for (;;) {
@@ -125,19 +136,30 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
     });
   } catch (err) {
     if (isCancellation(err) && stopReason) termination = { type: stopReason };
+    else if (v2 && isCancellation(err)) termination = { type: 'cancelled', detail: 'its workflow was cancelled in Temporal' };
     else termination = { type: 'error', detail: errorMessage(err) };
   }
 
   await CancellationScope.nonCancellable(async () => {
-    if (termination.type === 'interrupted' || termination.type === 'cancelled') {
+    if (termination.type === 'interrupted' || termination.type === 'cancelled' || (v2 && termination.type === 'error')) {
       await store.commitInterruptedStep({ tenant, threadId, runId, step });
     }
-    await store.finishRun({ runId, termination, fence: afterStepFence(step) });
+    await store.finishRun({ runId, tenant, termination, fence: afterStepFence(step) });
     setStatus(termination.type);
     const thread = getExternalWorkflowHandle(input.threadWorkflowId);
-    await thread.signal(runEndedSignal, { runId, termination, unappliedSteering: steered.splice(0) });
+    const report = async (unappliedSteering: InputMessage[]) => {
+      if (!v2) return thread.signal(runEndedSignal, { runId, termination, unappliedSteering });
+      try {
+        await thread.signal(runEndedSignal, { runId, termination, unappliedSteering, agent: input.agent });
+      } catch {
+        // The thread workflow is gone (an operator terminated it); its rebuild reads this run's record from
+        // Postgres. Steering it would have queued is committed here, so no accepted message is lost.
+        if (unappliedSteering.length) await store.commitMessages({ ref, messages: unappliedSteering.map((m) => ({ ...m, runId })) });
+      }
+    };
+    await report(steered.splice(0));
     // Steering that raced the end of the run still reaches the thread, which queues it.
-    while (steered.length) await thread.signal(runEndedSignal, { runId, termination, unappliedSteering: steered.splice(0) });
+    while (steered.length) await report(steered.splice(0));
   });
   return termination;
 }

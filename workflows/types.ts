@@ -27,6 +27,8 @@ export interface SubmitInput {
   expectedRunId?: string;
   /** durable cross-thread message: a redelivery returns the first result */
   durable?: boolean;
+  /** hash of the request (the API's): the same run id claimed with another request is a conflict */
+  requestHash?: string;
 }
 
 export interface SubmitResult {
@@ -56,6 +58,10 @@ export interface Dispatch {
   epoch: number;
   /** runs this one superseded: their pending input is committed ahead of this run's */
   carriedRunIds: string[];
+  /** steering delivered to this run while active: committed by the thread if the run dies without applying it */
+  steered?: InputMessage[];
+  /** the run's workflow id; absent on dispatches made before run ids were tenant-scoped (`run:<runId>`) */
+  workflowId?: string;
 }
 
 export interface MailboxState {
@@ -92,9 +98,49 @@ export interface RunEnded {
   termination: Termination;
   /** steering that reached the run too late to be applied: the thread queues it as a new run */
   unappliedSteering: InputMessage[];
+  /** the run's agent, so late steering is queued for it whatever the thread's state (absent from older runs) */
+  agent?: AgentSettings;
+}
+
+/** What the store knows of a thread's mailbox: how a terminated thread workflow is rebuilt. */
+export interface StoredMailbox {
+  epoch: number;
+  active: Dispatch | null;
+  queue: Dispatch[];
+  /** input of runs that ended without starting and without an heir: committed at once */
+  orphanedRunIds: string[];
 }
 
 export type StopReason = 'interrupted' | 'cancelled';
+
+/** How a run workflow closed, as its parent (or a liveness check) saw it. */
+export type RunClosure = 'completed' | 'cancelled' | 'terminated' | 'timed_out' | 'failed' | 'not_found' | 'running';
+
+/**
+ * Where a string cannot be stored in Postgres (a NUL character or an unpaired surrogate), the
+ * path of the first such field; undefined when everything is storable. Pure: also used in workflows.
+ */
+export function unstorableField(value: unknown, path = 'input'): string | undefined {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) return `${path} contains a NUL character`;
+    if (!value.isWellFormed()) return `${path} contains an unpaired surrogate`;
+    return undefined;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = unstorableField(value[i], `${path}.${i}`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (value && typeof value === 'object') {
+    for (const [key, v] of Object.entries(value)) {
+      const found = unstorableField(key, `${path} key`) ?? unstorableField(v, `${path}.${key}`);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
 
 export interface Decision {
   toolCallId: string;
@@ -111,7 +157,11 @@ export interface ApprovalTicket {
 }
 
 export const threadWorkflowId = (tenant: string, threadId: string) => `thread:${tenant}:${threadId}`;
+/** The workflow id of a run made before run ids were tenant-scoped. */
 export const runWorkflowId = (runId: string) => `run:${runId}`;
+/** A run's workflow id: run ids are unique within a tenant, so the tenant is part of it. */
+export const tenantRunWorkflowId = (tenant: string, runId: string) => `run:${tenant}:${runId}`;
+export const workflowIdOf = (dispatch: Pick<Dispatch, 'runId' | 'workflowId'>) => dispatch.workflowId ?? runWorkflowId(dispatch.runId);
 export const durableRunId = (messageId: string) => `durable-msg-${messageId}`;
 
 /*

@@ -4,6 +4,7 @@ import { ConfigError } from '../config.js';
 import { DEFAULT_MAX_STEPS, loadAgentsConfig } from './config.js';
 import { resolveModel, type ProviderEnv } from './models.js';
 import { builtinTools } from './tools.js';
+import type { AgentSettings } from '../../workflows/types.js';
 
 export { resolveModel } from './models.js';
 
@@ -14,6 +15,9 @@ export interface Agent {
   tools: string[];
   maxSteps: number;
   temperature?: number;
+  /** context budget of a model call; unset: DEFAULT_MAX_CONTEXT_MESSAGES / DEFAULT_MAX_CONTEXT_TOKENS (context.ts) */
+  maxContextMessages?: number;
+  maxContextTokens?: number;
 }
 
 export class AgentRegistry {
@@ -51,6 +55,13 @@ export class AgentRegistry {
 
   get(agentId: string): Agent | undefined {
     return this.agents.get(agentId);
+  }
+
+  /** What a run needs to know of its agent. A call to a tool outside the agent's list never waits for approval: runTool refuses it. */
+  settings(agentId: string): AgentSettings | undefined {
+    const agent = this.agents.get(agentId);
+    if (!agent) return undefined;
+    return { agentId, maxSteps: agent.maxSteps, approvalTools: agent.tools.filter((name) => builtinTools[name]?.needsApproval) };
   }
 
   ids(): string[] {

@@ -33,6 +33,9 @@ function agentsFileSchema(env: ProviderEnv) {
         .transform((names) => [...new Set(names)]),
       maxSteps: z.number().int().min(1).max(1000).default(DEFAULT_MAX_STEPS),
       temperature: z.number().min(0).max(2).optional(),
+      // Omitted: the defaults of src/agent/context.ts. The model sees the newest messages that fit both.
+      maxContextMessages: z.number().int().min(1).max(100_000).optional(),
+      maxContextTokens: z.number().int().min(100).max(10_000_000).optional(),
     })
     .strict(); // a misspelt key is an error, not a silently ignored setting
   return z

@@ -75,6 +75,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  parseBodiesStrictly(app);
 
   // ---- external plugins -------------------------------------------------------------------
   app.addHook('onRoute', (route) => {
@@ -98,7 +99,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
     transform: jsonSchemaTransform,
     // Schemas with a `.meta({ id })` (Error, RunEvent) become components the routes' $refs point to.
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (document) => optionalNullableBodies(jsonSchemaTransformObject(document)),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -139,7 +140,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => clearTimeout(drainTimer));
 
   app.decorateRequest('tenant', '');
-  const bearerKey = (request: FastifyRequest) => /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+  // The scheme is case-insensitive (RFC 7235); the key is not.
+  const bearerKey = (request: FastifyRequest) => /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
   /** Whose quota a request spends: its API key, or with no keys configured its client address. */
   const callerKey = (request: FastifyRequest) => (opts.apiKeys.size > 0 ? `key:${bearerKey(request)}` : `ip:${request.ip}`);
 
@@ -148,7 +150,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('connection', 'close').header('retry-after', String(RETRY_AFTER_SECONDS));
     throw new ApiError('unavailable', 'the server is shutting down; retry on another instance');
   });
-  app.addHook('onRequest', async (request) => {
+  let refusedKeyQuota: ReturnType<FastifyInstance['createRateLimit']>;
+  app.addHook('onRequest', async (request, reply) => {
     // A CORS preflight carries no credentials; the cors plugin has answered it already when enabled.
     if (!request.url.startsWith('/v1/') || request.method === 'OPTIONS') return;
     if (opts.apiKeys.size === 0) {
@@ -157,7 +160,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     const key = bearerKey(request);
     const tenant = key === undefined ? undefined : opts.apiKeys.get(key);
-    if (!tenant) throw new ApiError('unauthorized', 'a valid "Authorization: Bearer <key>" header is required');
+    if (!tenant) {
+      // Refused keys spend a quota of their own, per client address: guessing keys is throttled too.
+      const spent = await refusedKeyQuota(request);
+      if (!spent.isAllowed && spent.isExceeded) {
+        reply.header('retry-after', String(spent.ttlInSeconds));
+        throw new ApiError('rate_limited', `more than ${spent.max} requests per minute with an invalid API key from this address; retry in ${spent.ttlInSeconds} s`);
+      }
+      throw new ApiError('unauthorized', 'a valid "Authorization: Bearer <key>" header is required');
+    }
     request.tenant = tenant;
   });
 
@@ -190,6 +201,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     errorResponseBuilder: (_request, context) =>
       new ApiError('rate_limited', `more than ${context.max} requests per minute for this API key; retry in ${context.after}`),
   });
+  refusedKeyQuota = app.createRateLimit({ keyGenerator: (request) => `refused:${request.ip}` });
 
   // Request logs carry the thread and run they concern, from the path, the body or the answer.
   app.addHook('preHandler', async (request) => {
@@ -213,9 +225,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: unknown, request, reply) => {
-    if (err instanceof ApiError) return reply.status(err.statusCode).send({ error: err.message, code: err.code });
+    if (err instanceof ApiError) {
+      // A hook that set its own Retry-After (rate limit, shutdown) keeps it.
+      if (err.retryAfterSeconds !== undefined && !reply.hasHeader('retry-after')) reply.header('retry-after', String(err.retryAfterSeconds));
+      return reply.status(err.statusCode).send({ error: err.message, code: err.code });
+    }
     if (hasZodFastifySchemaValidationErrors(err)) {
-      const detail = err.validation.map((v) => `${v.instancePath || err.validationContext || 'request'} ${v.message}`).join('; ');
+      const detail = err.validation.map((v) => `${fieldName(err.validationContext, v.instancePath)} ${v.message}`).join('; ');
       return reply.status(400).send({ error: `invalid request: ${detail}`, code: 'invalid_request' });
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
@@ -225,7 +241,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.status(400).send({ error: `invalid request: ${e.message ?? 'malformed'}`, code: 'invalid_request' });
     }
     request.log.error({ err }, 'request failed');
-    return reply.status(503).send({ error: 'the service could not complete the request; retry it', code: 'unavailable' });
+    return reply.status(503).header('retry-after', '2').send({ error: 'the service could not complete the request; retry it', code: 'unavailable' });
   });
   app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}`, code: 'not_found' }));
 
@@ -237,6 +253,53 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(runRoutes);
   await app.register(eventRoutes);
   return app;
+}
+
+/** @fastify/swagger marks every request body required: a route whose body may be null takes none. */
+function optionalNullableBodies<T>(document: T): T {
+  type Operation = { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } };
+  const paths = (document as { paths?: Record<string, Record<string, Operation>> }).paths ?? {};
+  for (const operation of Object.values(paths).flatMap((item) => Object.values(item))) {
+    const body = operation.requestBody;
+    if (body && Object.values(body.content ?? {}).every((media) => media.schema?.nullable)) body.required = false;
+  }
+  return document;
+}
+
+/** A field as a client names it: `messages.0.content`, `header idempotency-key`, `query after`. */
+function fieldName(context: string | undefined, instancePath: string): string {
+  const path = instancePath.replace(/^\//, '').replaceAll('/', '.');
+  if (!path) return context === 'querystring' ? 'query' : (context ?? 'request');
+  if (context === 'headers') return `header ${path}`;
+  if (context === 'querystring') return `query ${path}`;
+  return path;
+}
+
+/**
+ * JSON bodies must be valid UTF-8: a decoder would otherwise turn bad bytes into U+FFFD and store
+ * text the client never sent. An empty body is no body, whatever its content type, so routes that
+ * take none (`/interrupt`, `/cancel`) accept what Swagger UI and generated clients send; a route that
+ * needs a body still refuses it through its schema. Any other content type is refused.
+ */
+function parseBodiesStrictly(app: FastifyInstance) {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    if (body.length === 0) return done(null, undefined);
+    let text: string;
+    try {
+      text = utf8.decode(body);
+    } catch {
+      return done(new ApiError('invalid_request', 'invalid request: the body is not valid UTF-8'), undefined);
+    }
+    parseJson(request, text, done);
+  });
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    if (body.length === 0) return done(null, undefined);
+    const type = request.headers['content-type'] ?? 'none';
+    done(new ApiError('invalid_request', `invalid request: content type ${JSON.stringify(type)} is not supported; send application/json`), undefined);
+  });
 }
 
 /**

@@ -6,8 +6,11 @@ export type ErrorCode =
   | 'active_run_conflict'
   | 'no_pending_approval'
   | 'run_not_active'
+  | 'conflict'
+  | 'idempotency_conflict'
   | 'payload_too_large'
   | 'rate_limited'
+  | 'thread_busy'
   | 'unavailable';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -17,19 +20,33 @@ const STATUS: Record<ErrorCode, number> = {
   active_run_conflict: 409,
   no_pending_approval: 409,
   run_not_active: 409,
+  conflict: 409,
+  idempotency_conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
+  thread_busy: 429,
   unavailable: 503,
+};
+
+/** Every 429 and 503 tells the client when to come back; these are the waits unless the thrower knows better. */
+const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
+  rate_limited: 5,
+  thread_busy: 1,
+  unavailable: 2,
 };
 
 export class ApiError extends Error {
   readonly statusCode: number;
+  /** the `Retry-After` of the answer, in seconds; set for every 429 and 503 */
+  readonly retryAfterSeconds?: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
+    retryAfterSeconds?: number,
   ) {
     super(message);
     this.statusCode = STATUS[code];
+    this.retryAfterSeconds = retryAfterSeconds ?? RETRY_AFTER_SECONDS[code];
   }
 }
 

@@ -1,14 +1,24 @@
 // The HTTP contract's shapes, as zod schemas: they validate requests and generate the OpenAPI document.
 import { z } from 'zod';
 
-export const id = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'ids are 1–128 of [A-Za-z0-9._:-]');
+/**
+ * A string Postgres can keep: `text` refuses NUL, and an unpaired UTF-16 surrogate has no UTF-8 form.
+ * Every string a request carries is one of these; the message names the field it is found in.
+ */
+export const storableString = z
+  .string()
+  .refine((s) => !s.includes('\u0000'), { message: 'contains a NUL character', abort: true })
+  // In a `u` regex a surrogate pair is one code point, so only unpaired halves match.
+  .refine((s) => !/\p{Surrogate}/u.test(s), { message: 'contains an unpaired UTF-16 surrogate', abort: true });
+
+export const id = storableString.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'ids are 1–128 of [A-Za-z0-9._:-]');
 
 export const errorBody = z.object({ error: z.string(), code: z.string() }).meta({ id: 'Error' });
 
 export const inputMessage = z.strictObject({
   id: id.optional(),
   role: z.enum(['user', 'system']).default('user'),
-  content: z.string().max(256 * 1024, 'a message is at most 256 KiB'),
+  content: storableString.max(256 * 1024, 'a message is at most 256 KiB'),
 });
 
 export const submitBody = z.strictObject({
@@ -49,7 +59,7 @@ export const message = z.object({
 });
 
 /** A cursor or count in a query string: decimal digits only (no `0x10`, `1e3` or empty value that Number() would take). */
-const wholeNumber = z.string().regex(/^\d{1,15}$/, 'a non-negative whole number').transform(Number);
+const wholeNumber = storableString.regex(/^\d{1,15}$/, 'a non-negative whole number').transform(Number);
 const pageLimit = wholeNumber.pipe(z.number().min(1).max(1000));
 
 export const messagesQuery = z.strictObject({
@@ -61,7 +71,7 @@ export const messagesPage = z.object({ items: z.array(message), nextCursor: z.nu
 
 export const thread = z.object({
   threadId: z.string(),
-  status: z.enum(['idle', 'running', 'waiting']),
+  status: z.enum(['idle', 'queued', 'running', 'waiting']),
   version: z.number(),
   activeRunId: z.string().nullable(),
   queuedRunIds: z.array(z.string()),
@@ -103,7 +113,7 @@ export const health = z.object({
 
 export const durableMessageBody = z.strictObject({
   messageId: id,
-  text: z.string().min(1).max(256 * 1024, 'a message is at most 256 KiB'),
+  text: storableString.min(1).max(256 * 1024, 'a message is at most 256 KiB'),
   senderAgentId: id.optional(),
   agentId: id.optional(),
 });
@@ -114,7 +124,7 @@ export const durableMessageResponse = submitResponse.extend({ duplicate: z.boole
 export const decisionBody = z.strictObject({
   toolCallId: id,
   action: z.enum(['approve', 'deny']),
-  reason: z.string().max(4096).optional(),
+  reason: storableString.max(4096).optional(),
 });
 
 export const decisionResponse = z.object({ runId: z.string(), toolCallId: z.string(), duplicate: z.boolean() });

@@ -1,6 +1,7 @@
 // What the routes ask for: submits go to the thread workflow by Update-With-Start; reads come from the store.
-import { Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
 import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common';
+import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { AgentRegistry } from '../agent/agents.js';
 import { builtinTools } from '../agent/tools.js';
@@ -20,9 +21,12 @@ import {
 } from '../../workflows/types.js';
 import type { OperationalCounts } from '../store/store.js';
 import { ApiError, notFound } from './errors.js';
+import { TemporalCalls, TemporalLink } from './temporal-calls.js';
 import type { DurableMessageBody, SubmitBody } from './schemas.js';
 
 const ThreadIdKey = defineSearchAttributeKey('ThreadId', 'KEYWORD');
+/** Updates are started, then awaited: `calls` gives each step its own deadline. */
+const ACCEPTED = { waitForStage: WorkflowUpdateStage.ACCEPTED };
 
 export class ThreadboxService {
   constructor(
@@ -31,12 +35,14 @@ export class ThreadboxService {
     private readonly agents: AgentRegistry,
     private readonly taskQueue: string,
     private readonly subscriber: EventSubscriber,
+    /** the bounded update calls; without it, this client's with the default bounds */
+    private readonly calls = new TemporalCalls(temporal, new TemporalLink(), { maxInFlight: 32, maxInFlightPerWorkflow: 8 }),
   ) {}
 
   /** A page of a run's events after `after` (a seq). */
   async runEventsPage(tenant: string, runId: string, after: number, limit: number) {
     await this.getRun(tenant, runId);
-    const items = await this.store.readEvents(runId, after, limit);
+    const items = await this.store.readEvents(runId, after, limit, tenant);
     return { items, nextCursor: items.length ? items[items.length - 1]!.seq : null };
   }
 
@@ -54,9 +60,9 @@ export class ThreadboxService {
    */
   async followRun(tenant: string, runId: string, after: number, open: () => OnEvents): Promise<Unsubscribe | undefined> {
     const run = await this.getRun(tenant, runId);
-    const ended = run.status === 'done' && (await this.store.readEvents(runId, after, 1)).length === 0;
+    const ended = run.status === 'done' && (await this.store.readEvents(runId, after, 1, tenant)).length === 0;
     const onEvents = open();
-    return ended ? undefined : this.subscriber.subscribeRun(runId, after, onEvents);
+    return ended ? undefined : this.subscriber.subscribeRun(runId, after, onEvents, tenant);
   }
 
   async followThread(ref: ThreadRef, after: number, open: () => OnEvents): Promise<Unsubscribe> {
@@ -64,32 +70,35 @@ export class ThreadboxService {
     return this.subscriber.subscribeThread(ref, after, open());
   }
 
+  /**
+   * A run id (the client's or a generated one) is claimed by the thread workflow in Postgres, where
+   * (tenant, run id) is unique: of two concurrent claims one wins and the other is `409 conflict`.
+   */
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
-    if (body.runId) await this.assertRunIdFree(ref, body.runId, idempotencyKey !== undefined);
+    const requestHash = hashRequest({ kind: 'submit', threadId: ref.threadId, ...body });
     return this.submit(ref, {
       runId: body.runId ?? uuidv7(),
       dispatchId: uuidv7(),
       mode: body.mode,
       agent: this.agentSettings(body.agentId),
       messages: body.messages.map((m) => ({ messageId: m.id ?? uuidv7(), role: m.role, content: m.content })),
+      requestHash,
       ...(body.expectedRunId ? { expectedRunId: body.expectedRunId } : {}),
     }, idempotencyKey);
   }
 
   /** A durable cross-thread message: run `durable-msg-<messageId>`; a redelivery returns the first result. */
   async deliverDurableMessage(ref: ThreadRef, body: DurableMessageBody): Promise<SubmitResult & { duplicate: boolean }> {
+    // Message ids are the tenant's own: the run id claim (tenant, `durable-msg-<messageId>`) tells a
+    // redelivery (same thread, same message: the first result) from a conflict (another thread: 409
+    // conflict; another text: 409 idempotency_conflict). Another tenant's ids are invisible.
     const runId = durableRunId(body.messageId);
-    const owner = await this.store.findRunOwner(runId);
-    // A redelivery to the same thread is the workflow's to answer (the first result); the same id
-    // sent to another thread, maybe another tenant's, must not be taken for it.
-    if (owner && !isOwnedBy(owner, ref)) {
-      throw new ApiError('invalid_request', `messageId ${body.messageId} was already delivered to another thread; message ids must be unique`);
-    }
     const result = await this.submit(ref, {
       runId,
       dispatchId: uuidv7(),
       mode: 'queue',
       durable: true,
+      requestHash: hashRequest({ kind: 'durable', threadId: ref.threadId, ...body }),
       agent: this.agentSettings(body.agentId),
       messages: [{ messageId: body.messageId, role: 'user', content: body.text, ...(body.senderAgentId ? { metadata: { senderAgentId: body.senderAgentId } } : {}) }],
     });
@@ -100,7 +109,8 @@ export class ThreadboxService {
     const run = await this.getRun(tenant, runId);
     if (run.status === 'done') throw new ApiError('run_not_active', `run ${runId} already ended (${run.termination?.type})`);
     try {
-      return await this.temporal.workflow.getHandle(threadWorkflowId(tenant, run.threadId)).executeUpdate(cancelRunUpdate, { args: [{ runId }] });
+      const handle = this.temporal.workflow.getHandle(threadWorkflowId(tenant, run.threadId));
+      return await this.calls.update(handle.workflowId, () => handle.startUpdate(cancelRunUpdate, { args: [{ runId }], ...ACCEPTED }));
     } catch (err) {
       throw toApiError(err);
     }
@@ -109,7 +119,8 @@ export class ThreadboxService {
   async interruptThread(ref: ThreadRef): Promise<InterruptResult> {
     await this.getThread(ref);
     try {
-      return await this.temporal.workflow.getHandle(threadWorkflowId(ref.tenant, ref.threadId)).executeUpdate(interruptUpdate);
+      const handle = this.temporal.workflow.getHandle(threadWorkflowId(ref.tenant, ref.threadId));
+      return await this.calls.update(handle.workflowId, () => handle.startUpdate(interruptUpdate, ACCEPTED));
     } catch (err) {
       throw toApiError(err);
     }
@@ -119,7 +130,8 @@ export class ThreadboxService {
     const run = await this.getRun(tenant, runId);
     if (run.status === 'done') throw new ApiError('no_pending_approval', `run ${runId} has ended; no approval is pending`);
     try {
-      const result = await this.temporal.workflow.getHandle(runWorkflowId(runId)).executeUpdate(decideUpdate, { args: [decision] });
+      const handle = this.temporal.workflow.getHandle(run.workflowId);
+      const result = await this.calls.update(handle.workflowId, () => handle.startUpdate(decideUpdate, { args: [decision], ...ACCEPTED }));
       return { runId, ...result };
     } catch (err) {
       throw toApiError(err, 'no_pending_approval');
@@ -131,26 +143,10 @@ export class ThreadboxService {
     return this.store.listDispatches(ref);
   }
 
-  /**
-   * Run ids are global (the runs table's key, the run workflow's id), not per tenant: a run id taken
-   * by another thread, maybe another tenant's, must never reach the workflow, which would take that
-   * run for its own. One of this thread's run ids passes only with an Idempotency-Key: a retry, which
-   * the workflow answers with its first result.
-   */
-  private async assertRunIdFree(ref: ThreadRef, runId: string, isRetry: boolean) {
-    const owner = await this.store.findRunOwner(runId);
-    if (!owner) return;
-    if (!isOwnedBy(owner, ref)) {
-      throw new ApiError('invalid_request', `runId ${runId} is already used by another thread; omit runId to get a generated one`);
-    }
-    if (!isRetry) throw new ApiError('invalid_request', `run ${runId} already exists; a retried submit must carry the same Idempotency-Key`);
-  }
-
   private agentSettings(agentId = 'default') {
-    const agent = this.agents.get(agentId);
-    if (!agent) throw new ApiError('invalid_request', `unknown agent "${agentId}" (known: ${this.agents.ids().join(', ')})`);
-    // A call to a tool outside the agent's list never waits for approval: runTool refuses it.
-    return { agentId, maxSteps: agent.maxSteps, approvalTools: agent.tools.filter((name) => builtinTools[name]?.needsApproval) };
+    const settings = this.agents.settings(agentId);
+    if (!settings) throw new ApiError('invalid_request', `unknown agent "${agentId}" (known: ${this.agents.ids().join(', ')})`);
+    return settings;
   }
 
   private async submit(ref: ThreadRef, input: SubmitInput, idempotencyKey?: string): Promise<SubmitResult> {
@@ -163,15 +159,32 @@ export class ThreadboxService {
       typedSearchAttributes: [{ key: ThreadIdKey, value: ref.threadId }],
       staticSummary: `thread ${ref.threadId}`,
     });
+    // A key replayed with another request is a conflict, not a replay: Temporal would answer it with the
+    // first request's result. The claim is released when the submit is refused (it wrote nothing).
+    const claimed = idempotencyKey !== undefined && (await this.claimKey(ref, idempotencyKey, input.requestHash!));
     try {
-      return await this.temporal.workflow.executeUpdateWithStart(submitUpdate, {
-        args: [input],
-        updateId: idempotencyKey ?? uuidv7(),
-        startWorkflowOperation,
-      });
+      // The update id is the Idempotency-Key: a retry gets the first submit's answer, also after a 503.
+      return await this.calls.update(workflowId, () =>
+        this.temporal.workflow.startUpdateWithStart(submitUpdate, {
+          args: [input],
+          updateId: idempotencyKey ?? uuidv7(),
+          startWorkflowOperation,
+          ...ACCEPTED,
+        }),
+      );
     } catch (err) {
-      throw toApiError(err);
+      const apiError = toApiError(err);
+      // Refused (4xx): nothing was written, the key is free again. Unavailable (503): the outcome is unknown, the retry decides.
+      if (claimed && apiError instanceof ApiError && apiError.statusCode < 500) await this.store.releaseSubmitKey(ref.tenant, idempotencyKey!).catch(() => {});
+      throw apiError;
     }
+  }
+
+  /** true when this request is the key's first use, false for a replay of the same request; a different request is 409. */
+  private async claimKey(ref: ThreadRef, key: string, requestHash: string): Promise<boolean> {
+    const claim = await this.store.claimSubmitKey(ref, key, requestHash);
+    if (claim === 'conflict') throw new ApiError('idempotency_conflict', `Idempotency-Key ${key} was already used with a different request`);
+    return claim === 'claimed';
   }
 
   async getThread(ref: ThreadRef) {
@@ -218,26 +231,34 @@ export class ThreadboxService {
     // keep going in the background long after this check has answered.
     const [postgres, temporal] = await Promise.all([
       check(this.store.pool.query('SELECT 1')),
-      check(this.temporal.withDeadline(Date.now() + 1500, () => this.temporal.workflowService.getSystemInfo({}))),
+      this.calls.check(1500),
     ]);
     return { status: postgres === 'ok' && temporal === 'ok' ? 'ok' : 'unavailable', postgres, temporal };
   }
 }
 
-const isOwnedBy = (owner: ThreadRef, ref: ThreadRef) => owner.tenant === ref.tenant && owner.threadId === ref.threadId;
+/** A stable hash of a request's content: what tells a retry of it from another request under the same id or key. */
+function hashRequest(request: Record<string, unknown>): string {
+  const canonical = (value: unknown): unknown =>
+    Array.isArray(value) ? value.map(canonical) : value && typeof value === 'object' ? Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, canonical(v)])) : value;
+  return createHash('sha256').update(JSON.stringify(canonical(request))).digest('hex');
+}
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
 }
 
-const CONFLICTS = new Set(['active_run_conflict', 'no_pending_approval', 'run_not_active']);
+const CONFLICTS = new Set(['active_run_conflict', 'no_pending_approval', 'run_not_active', 'conflict', 'idempotency_conflict', 'invalid_request']);
 
 /** Maps a rejected update to the contract's codes; `whenGone` is the code for a workflow that has completed. */
 function toApiError(err: unknown, whenGone: 'run_not_active' | 'no_pending_approval' = 'run_not_active'): unknown {
+  if (err instanceof ApiError) return err;
   if (err instanceof WorkflowUpdateFailedError) {
-    const cause = err.cause;
-    if (cause instanceof ApplicationFailure && cause.type && CONFLICTS.has(cause.type)) return new ApiError(cause.type as 'active_run_conflict', cause.message);
-    return new ApiError('invalid_request', (cause as Error | undefined)?.message ?? err.message);
+    // The handler's own refusal, or a store activity's (a run id claimed by another thread), under the activity failure.
+    for (let cause: unknown = err.cause; cause instanceof Error; cause = cause.cause) {
+      if (cause instanceof ApplicationFailure && cause.type && CONFLICTS.has(cause.type)) return new ApiError(cause.type as 'active_run_conflict', cause.message);
+    }
+    return new ApiError('invalid_request', err.cause?.message ?? err.message);
   }
   if (err instanceof WorkflowNotFoundError || /workflow execution already completed/i.test((err as Error)?.message ?? '')) {
     return new ApiError(whenGone, whenGone === 'run_not_active' ? 'the run is not active' : 'no approval is pending: the run has ended');

@@ -12,6 +12,7 @@ export interface RunningPostgres {
 export async function startEmbeddedPostgres(opts: { dataDir: string; port: number; database?: string }): Promise<RunningPostgres> {
   const databaseDir = resolve(opts.dataDir);
   mkdirSync(resolve(databaseDir, '..'), { recursive: true });
+  let log = '';
   const server = new EmbeddedPostgres({
     databaseDir,
     port: opts.port,
@@ -19,12 +20,18 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port: numbe
     password: 'postgres',
     persistent: true,
     createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
+    // Kept only to say why a start failed: the library rejects with no reason of its own.
+    onLog: (message) => void (log = `${log}${String(message)}\n`.slice(-4000)),
+    onError: (message) => void (log = `${log}${String(message)}\n`.slice(-4000)),
     postgresFlags: ['-c', 'max_connections=300', '-c', 'listen_addresses=127.0.0.1'],
   });
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  log = '';
+  await server.start().catch((err: unknown) => {
+    const reasons = log.split('\n').filter((line) => /\b(FATAL|ERROR|HINT):/.test(line));
+    const why = err instanceof Error ? err.message : reasons.join('\n') || log.trim().slice(-1000) || 'no output';
+    throw new Error(`postgres did not start on 127.0.0.1:${opts.port} (data in ${databaseDir}):\n${why}`);
+  });
   const database = opts.database ?? 'threadbox';
   const admin = new pg.Client({ host: '127.0.0.1', port: opts.port, user: 'postgres', password: 'postgres', database: 'postgres' });
   await admin.connect();

@@ -6,6 +6,7 @@ import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { defineSearchAttributeKey } from '@temporalio/common';
+import { portInUse } from './ports.js';
 import { findTemporalCli, type TemporalCli } from './temporal-cli.js';
 
 export const SEARCH_ATTRIBUTES = ['ThreadId', 'ThreadboxRunId', 'AgentId', 'RunStatus'] as const;
@@ -61,6 +62,8 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<Ru
   for (const name of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${name}=Keyword`);
   args.push(...dynamic);
 
+  // The readiness check below would take any server that answers on the port for this one.
+  if (await portInUse(opts.port)) throw new Error(`cannot start the temporal dev server: ${address} is already in use`);
   const child = spawn(cli.path, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {

@@ -72,11 +72,16 @@ export interface RunRecord {
   startedAt: string | null;
   finishedAt: string | null;
   updatedAt: string;
+  /** the run's Temporal workflow id */
+  workflowId: string;
+  /** hash of the request that created the run: a claim of the same id with another request is a conflict */
+  requestHash: string | null;
 }
 
 export interface ThreadRecord {
   threadId: string;
-  status: 'idle' | 'running' | 'waiting';
+  /** `queued`: no run is active but some wait to start (between two runs, or before the first) */
+  status: 'idle' | 'queued' | 'running' | 'waiting';
   version: number;
   activeRunId: string | null;
   queuedRunIds: string[];
@@ -112,13 +117,16 @@ export interface NewRun {
   mode: string;
   epoch: number;
   input: NewMessage[];
+  /** absent: `run:<runId>`, the id of runs created before run ids were tenant-scoped */
+  workflowId?: string;
+  requestHash?: string;
 }
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';
 
   constructor(
-    readonly code: 'version_conflict' | 'duplicate_message_id' | 'illegal_transition' | 'stale_writer' | 'not_found',
+    readonly code: 'version_conflict' | 'duplicate_message_id' | 'illegal_transition' | 'stale_writer' | 'not_found' | 'conflict' | 'idempotency_conflict',
     message: string,
   ) {
     super(message);
@@ -193,6 +201,32 @@ export class Store {
     return rows.map(toMessage);
   }
 
+  /**
+   * The newest messages of a thread, oldest first: at most `limit`, and no older than the one
+   * whose content takes the total (newest first) past `maxContentBytes`. Reads only those
+   * rows, newest first by seq from the primary key, never the whole thread.
+   */
+  async loadRecentMessages(ref: ThreadRef, opts: { limit: number; maxContentBytes: number }): Promise<CommittedMessage[]> {
+    const { rows } = await this.pool.query(
+      `SELECT seq, message_id, role, content, tool_calls, tool_call_id, run_id, status, metadata, created_at FROM (
+         SELECT *, sum(octet_length(content)) OVER (ORDER BY seq DESC) - octet_length(content) AS newer_bytes
+           FROM messages WHERE tenant = $1 AND thread_id = $2 ORDER BY seq DESC LIMIT $3
+       ) recent WHERE newer_bytes < $4 ORDER BY seq`,
+      [ref.tenant, ref.threadId, opts.limit, opts.maxContentBytes],
+    );
+    return rows.map(toMessage);
+  }
+
+  /** The committed messages one run wrote (its input, steering, answers and tool results), in log order. */
+  async loadRunMessages(ref: ThreadRef, runId: string): Promise<CommittedMessage[]> {
+    const { rows } = await this.pool.query(
+      `SELECT seq, message_id, role, content, tool_calls, tool_call_id, run_id, status, metadata, created_at
+         FROM messages WHERE tenant = $1 AND thread_id = $2 AND run_id = $3 ORDER BY seq`,
+      [ref.tenant, ref.threadId, runId],
+    );
+    return rows.map(toMessage);
+  }
+
   // ---- threads ------------------------------------------------------------------------
 
   async getThread(ref: ThreadRef): Promise<ThreadRecord | undefined> {
@@ -210,22 +244,35 @@ export class Store {
 
   // ---- runs ---------------------------------------------------------------------------
 
-  /** Records a queued run, its durable pending input, its dispatch and a `run_queued` event. Idempotent on runId. */
-  async createRun(ref: ThreadRef, run: NewRun): Promise<RunRecord> {
+  /**
+   * Records a queued run, its durable pending input, its dispatch and a `run_queued` event. The run id
+   * is claimed by the primary key (tenant, run_id), so of two concurrent claims exactly one inserts.
+   * A repeat of the same claim (same thread, same request hash) returns the run with `created: false`;
+   * a claim by another thread is `conflict`, by the same thread with another request `idempotency_conflict`.
+   */
+  async createRun(ref: ThreadRef, run: NewRun): Promise<RunRecord & { created: boolean }> {
     return this.inTransaction(async (client) => {
       await ensureThread(client, ref);
       const input = run.input.map((m) => ({ ...m, messageId: m.messageId ?? uuidv7(), runId: run.runId }));
       const inserted = await client.query(
-        `INSERT INTO runs (run_id, tenant, thread_id, agent_id, dispatch_id, mode, status, input_message_ids)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (run_id) DO NOTHING`,
-        [run.runId, ref.tenant, ref.threadId, run.agentId, run.dispatchId, run.mode, input.map((m) => m.messageId)],
+        `INSERT INTO runs (run_id, tenant, thread_id, agent_id, dispatch_id, mode, status, input_message_ids, workflow_id, request_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) ON CONFLICT (tenant, run_id) DO NOTHING`,
+        [run.runId, ref.tenant, ref.threadId, run.agentId, run.dispatchId, run.mode, input.map((m) => m.messageId), run.workflowId ?? null, run.requestHash ?? null],
       );
-      if (inserted.rowCount) {
+      if (!inserted.rowCount) {
+        const existing = await requireRun(client, run.runId, ref.tenant);
+        if (existing.threadId !== ref.threadId) throw new StoreError('conflict', `run id ${run.runId} is already used by another thread`);
+        if (run.requestHash && existing.requestHash && existing.requestHash !== run.requestHash) {
+          throw new StoreError('idempotency_conflict', `run id ${run.runId} was already submitted with a different request`);
+        }
+        return { ...existing, created: false };
+      }
+      {
         if (input.length > 0) {
           await client.query(
-            `INSERT INTO pending_input (run_id, position, message)
-             SELECT $1, i - 1, m FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(m, i)`,
-            [run.runId, JSON.stringify(input)],
+            `INSERT INTO pending_input (tenant, run_id, position, message)
+             SELECT $3, $1, i - 1, m FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(m, i)`,
+            [run.runId, JSON.stringify(input), ref.tenant],
           );
         }
         await client.query(
@@ -237,9 +284,30 @@ export class Store {
             WHERE tenant = $1 AND thread_id = $2`,
           [ref.tenant, ref.threadId, run.runId],
         );
-        await appendEventsWith(client, run.runId, 0, [{ type: 'run_queued', dispatchId: run.dispatchId, mode: run.mode }]);
+        await appendEventsWith(client, run.runId, 0, [{ type: 'run_queued', dispatchId: run.dispatchId, mode: run.mode }], ref.tenant);
       }
-      return requireRun(client, run.runId);
+      return { ...(await requireRun(client, run.runId, ref.tenant)), created: true };
+    });
+  }
+
+  /**
+   * Undoes a createRun whose submit was then rejected (the run it had to interrupt would not stop):
+   * a rejected request leaves nothing behind. Only a run that never started can be discarded.
+   */
+  async discardRun(ref: ThreadRef, runId: string): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const { rows } = await client.query(`SELECT status FROM runs WHERE tenant = $1 AND run_id = $2 FOR UPDATE`, [ref.tenant, runId]);
+      if (!rows[0] || rows[0].status !== 'queued') return;
+      await client.query('DELETE FROM pending_input WHERE tenant = $1 AND run_id = $2', [ref.tenant, runId]);
+      await client.query('DELETE FROM dispatches WHERE tenant = $1 AND run_id = $2', [ref.tenant, runId]);
+      await client.query('DELETE FROM run_events WHERE tenant = $1 AND run_id = $2', [ref.tenant, runId]);
+      await client.query('DELETE FROM runs WHERE tenant = $1 AND run_id = $2', [ref.tenant, runId]);
+      await client.query(
+        `UPDATE threads SET queued_run_ids = array_remove(queued_run_ids, $3),
+           latest_run_id = (SELECT run_id FROM runs WHERE tenant = $1 AND thread_id = $2 ORDER BY created_at DESC, run_id DESC LIMIT 1)
+         WHERE tenant = $1 AND thread_id = $2`,
+        [ref.tenant, ref.threadId, runId],
+      );
     });
   }
 
@@ -247,50 +315,50 @@ export class Store {
    * queued → running: commits the pending input of `carriedRunIds` (runs this one superseded)
    * and then its own, in one transaction with the status change. A retry after success is a no-op.
    */
-  async startRun(runId: string, carriedRunIds: string[] = []): Promise<RunRecord> {
+  async startRun(runId: string, carriedRunIds: string[] = [], tenant?: string): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await lockRun(client, runId);
+      const run = await lockRun(client, runId, tenant);
       // Already started (possibly already waiting for an approval): a retried activity must not rewind it.
-      if (run.status === 'running' || run.status === 'waiting') return requireRun(client, runId);
+      if (run.status === 'running' || run.status === 'waiting') return requireRun(client, runId, run.tenant);
       assertTransition(run, 'running');
       const ref = { tenant: run.tenant, threadId: run.threadId };
       const input: PendingMessage[] = [];
-      for (const id of [...carriedRunIds.filter((id) => id !== runId), runId]) input.push(...(await takePendingInput(client, id)));
+      for (const id of [...carriedRunIds.filter((id) => id !== runId), runId]) input.push(...(await takePendingInput(client, run.tenant, id)));
       if (input.length > 0) await commitInTransaction(client, ref, input, 'locked');
       await client.query(
-        `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now() WHERE run_id = $1`,
-        [runId],
+        `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now() WHERE tenant = $2 AND run_id = $1`,
+        [runId, run.tenant],
       );
-      await client.query(`UPDATE dispatches SET status = 'running', attempts = attempts + 1, updated_at = now() WHERE run_id = $1`, [runId]);
+      await client.query(`UPDATE dispatches SET status = 'running', attempts = attempts + 1, updated_at = now() WHERE tenant = $2 AND run_id = $1`, [runId, run.tenant]);
       await client.query(
         `UPDATE threads SET status = 'running', active_run_id = $3, queued_run_ids = array_remove(queued_run_ids, $3), updated_at = now()
           WHERE tenant = $1 AND thread_id = $2`,
         [ref.tenant, ref.threadId, runId],
       );
-      await appendEventsWith(client, runId, 0, [{ type: 'run_start', dispatchId: run.dispatchId, agentId: run.agentId }]);
-      return requireRun(client, runId);
+      await appendEventsWith(client, runId, 0, [{ type: 'run_start', dispatchId: run.dispatchId, agentId: run.agentId }], run.tenant);
+      return requireRun(client, runId, run.tenant);
     });
   }
 
   /** running → waiting (`waiting` holds the approval tickets) and waiting → running (`null`). */
-  async setRunWaiting(runId: string, waiting: unknown | null): Promise<RunRecord> {
+  async setRunWaiting(runId: string, waiting: unknown | null, tenant?: string): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await lockRun(client, runId);
+      const run = await lockRun(client, runId, tenant);
       const next: RunStatus = waiting === null ? 'running' : 'waiting';
       // queued → running is startRun's alone: only it commits the pending input.
       if (run.status === 'queued') throw new StoreError('illegal_transition', `run ${runId} cannot go from queued to ${next}: it has not started`);
       if (run.status !== next) assertTransition(run, next);
-      await client.query('UPDATE runs SET status = $2, waiting = $3, updated_at = now() WHERE run_id = $1', [runId, next, waiting]);
+      await client.query('UPDATE runs SET status = $2, waiting = $3, updated_at = now() WHERE tenant = $4 AND run_id = $1', [runId, next, waiting, run.tenant]);
       await client.query(
         `UPDATE threads SET status = $3, updated_at = now() WHERE tenant = $1 AND thread_id = $2 AND active_run_id = $4`,
         [run.tenant, run.threadId, next, runId],
       );
-      return requireRun(client, runId);
+      return requireRun(client, runId, run.tenant);
     });
   }
 
   /** Records a finished step's usage on the run. */
-  async recordStep(runId: string, step: number, usage: Usage): Promise<void> {
+  async recordStep(runId: string, step: number, usage: Usage, tenant?: string): Promise<void> {
     await this.pool.query(
       `UPDATE runs SET steps = greatest(steps, $2),
          usage = jsonb_build_object(
@@ -298,32 +366,32 @@ export class Store {
            'outputTokens', coalesce((usage->>'outputTokens')::bigint, 0) + $4,
            'inferenceMs', coalesce((usage->>'inferenceMs')::bigint, 0) + $5),
          updated_at = now()
-       WHERE run_id = $1 AND steps < $2`,
-      [runId, step, usage.inputTokens ?? 0, usage.outputTokens ?? 0, usage.inferenceMs ?? 0],
+       WHERE run_id = $1 AND steps < $2 AND tenant = coalesce($6::text, tenant)`,
+      [runId, step, usage.inputTokens ?? 0, usage.outputTokens ?? 0, usage.inferenceMs ?? 0, tenant ?? null],
     );
   }
 
   /** → done with a termination; emits `run_finish`. Repeating the same finish is a no-op; a different one is illegal. */
-  async finishRun(runId: string, termination: Termination, opts: { error?: string; fence?: number } = {}): Promise<RunRecord> {
+  async finishRun(runId: string, termination: Termination, opts: { error?: string; fence?: number; tenant?: string } = {}): Promise<RunRecord> {
     return this.inTransaction(async (client) => {
-      const run = await lockRun(client, runId);
+      const run = await lockRun(client, runId, opts.tenant);
       if (run.status === 'done') {
-        if (run.termination?.type === termination.type) return requireRun(client, runId);
+        if (run.termination?.type === termination.type) return requireRun(client, runId, run.tenant);
         throw new StoreError('illegal_transition', `run ${runId} already ended ${run.termination?.type}; cannot end it ${termination.type}`);
       }
       // A run cancelled before it started drops its input. A superseded run's input stays
       // pending: the run that superseded it commits it ahead of its own (startRun's carriedRunIds).
       if (run.status === 'queued' && termination.type === 'cancelled') {
-        await client.query('DELETE FROM pending_input WHERE run_id = $1', [runId]);
+        await client.query('DELETE FROM pending_input WHERE tenant = $2 AND run_id = $1', [runId, run.tenant]);
       }
       await client.query(
-        `UPDATE runs SET status = 'done', termination = $2, error = $3, waiting = NULL, finished_at = now(), updated_at = now() WHERE run_id = $1`,
-        [runId, termination, opts.error ?? null],
+        `UPDATE runs SET status = 'done', termination = $2, error = $3, waiting = NULL, finished_at = now(), updated_at = now() WHERE tenant = $4 AND run_id = $1`,
+        [runId, termination, opts.error ?? null, run.tenant],
       );
       const dispatchStatus = termination.type === 'superseded' ? 'superseded' : termination.type === 'cancelled' ? 'cancelled' : 'done';
       await client.query(
-        `UPDATE dispatches SET status = $2, last_error = $3, updated_at = now() WHERE run_id = $1`,
-        [runId, dispatchStatus, opts.error ?? null],
+        `UPDATE dispatches SET status = $2, last_error = $3, updated_at = now() WHERE tenant = $4 AND run_id = $1`,
+        [runId, dispatchStatus, opts.error ?? null, run.tenant],
       );
       await client.query(
         `UPDATE threads SET
@@ -333,15 +401,28 @@ export class Store {
          WHERE tenant = $1 AND thread_id = $2`,
         [run.tenant, run.threadId, runId],
       );
-      await appendEventsWith(client, runId, opts.fence ?? 0, [{ type: 'run_finish', termination }]);
-      return requireRun(client, runId);
+      await appendEventsWith(client, runId, opts.fence ?? 0, [{ type: 'run_finish', termination }], run.tenant);
+      return requireRun(client, runId, run.tenant);
     });
   }
 
-  /** Which tenant's thread a run id belongs to (run ids are global). */
-  async findRunOwner(runId: string): Promise<{ tenant: string; threadId: string } | undefined> {
-    const { rows } = await this.pool.query('SELECT tenant, thread_id FROM runs WHERE run_id = $1', [runId]);
-    return rows[0] ? { tenant: rows[0].tenant, threadId: rows[0].thread_id } : undefined;
+  /**
+   * Claims an Idempotency-Key for a submit request. `claimed`: first use; `replay`: the same request
+   * again; `conflict`: the key was used with another request (or thread). Keys are per tenant.
+   */
+  async claimSubmitKey(ref: ThreadRef, key: string, requestHash: string): Promise<'claimed' | 'replay' | 'conflict'> {
+    const inserted = await this.pool.query(
+      'INSERT INTO submit_keys (tenant, key, thread_id, request_hash) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+      [ref.tenant, key, ref.threadId, requestHash],
+    );
+    if (inserted.rowCount) return 'claimed';
+    const { rows } = await this.pool.query('SELECT thread_id, request_hash FROM submit_keys WHERE tenant = $1 AND key = $2', [ref.tenant, key]);
+    return rows[0] && rows[0].thread_id === ref.threadId && rows[0].request_hash === requestHash ? 'replay' : 'conflict';
+  }
+
+  /** Releases a key whose submit was refused: the request wrote nothing, so its key is free again. */
+  async releaseSubmitKey(tenant: string, key: string): Promise<void> {
+    await this.pool.query('DELETE FROM submit_keys WHERE tenant = $1 AND key = $2', [tenant, key]);
   }
 
   async getRun(runId: string, tenant?: string): Promise<RunRecord | undefined> {
@@ -361,9 +442,49 @@ export class Store {
   async commitPendingInput(ref: ThreadRef, runIds: string[]): Promise<void> {
     await this.inTransaction(async (client) => {
       const input: PendingMessage[] = [];
-      for (const id of runIds) input.push(...(await takePendingInput(client, id)));
+      for (const id of runIds) input.push(...(await takePendingInput(client, ref.tenant, id)));
       if (input.length > 0) await commitInTransaction(client, ref, input, 'locked');
     });
+  }
+
+  /**
+   * What Postgres knows of a thread's mailbox, to rebuild a thread workflow that was terminated: the
+   * runs not yet done (oldest first, with their dispatch and epoch), and the runs that ended without
+   * starting whose input is still pending (superseded runs whose heir's workflow state was lost).
+   */
+  async loadMailboxRows(ref: ThreadRef): Promise<{
+    open: { runId: string; dispatchId: string; mode: string; agentId: string; status: RunStatus; epoch: number; workflowId: string }[];
+    pendingOfEnded: string[];
+    epoch: number;
+  }> {
+    const open = await this.pool.query(
+      `SELECT r.run_id, r.dispatch_id, r.mode, r.agent_id, r.status, r.workflow_id, coalesce(d.epoch, 0) AS epoch
+         FROM runs r LEFT JOIN dispatches d ON d.tenant = r.tenant AND d.run_id = r.run_id
+        WHERE r.tenant = $1 AND r.thread_id = $2 AND r.status <> 'done'
+        ORDER BY r.created_at, r.run_id`,
+      [ref.tenant, ref.threadId],
+    );
+    const ended = await this.pool.query(
+      `SELECT r.run_id FROM runs r
+        WHERE r.tenant = $1 AND r.thread_id = $2 AND r.status = 'done'
+          AND EXISTS (SELECT 1 FROM pending_input p WHERE p.tenant = r.tenant AND p.run_id = r.run_id)
+        ORDER BY r.created_at, r.run_id`,
+      [ref.tenant, ref.threadId],
+    );
+    const epoch = await this.pool.query('SELECT coalesce(max(epoch), 0) AS epoch FROM dispatches WHERE tenant = $1 AND thread_id = $2', [ref.tenant, ref.threadId]);
+    return {
+      open: open.rows.map((r) => ({
+        runId: r.run_id,
+        dispatchId: r.dispatch_id,
+        mode: r.mode,
+        agentId: r.agent_id,
+        status: r.status,
+        epoch: Number(r.epoch),
+        workflowId: r.workflow_id ?? `run:${r.run_id}`,
+      })),
+      pendingOfEnded: ended.rows.map((r) => r.run_id),
+      epoch: Number(epoch.rows[0].epoch),
+    };
   }
 
   /** The mailbox projection: a thread's dispatches, oldest first. */
@@ -409,14 +530,14 @@ export class Store {
    * newer writer shuts out an older one before it writes anything. Notifies after commit
    * with ids only.
    */
-  async appendEvents(runId: string, fence: number, events: RunEventBody[]): Promise<{ firstSeq: number; lastSeq: number }> {
-    return this.inTransaction((client) => appendEventsWith(client, runId, fence, events));
+  async appendEvents(runId: string, fence: number, events: RunEventBody[], tenant?: string): Promise<{ firstSeq: number; lastSeq: number }> {
+    return this.inTransaction((client) => appendEventsWith(client, runId, fence, events, tenant));
   }
 
-  async readEvents(runId: string, afterSeq = 0, limit = 1000): Promise<RunEvent[]> {
+  async readEvents(runId: string, afterSeq = 0, limit = 1000, tenant?: string): Promise<RunEvent[]> {
     const { rows } = await this.pool.query(
-      'SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
-      [runId, afterSeq, limit],
+      'SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 AND tenant = coalesce($4::text, tenant) ORDER BY seq LIMIT $3',
+      [runId, afterSeq, limit, tenant ?? null],
     );
     return rows.map(toEvent);
   }
@@ -547,8 +668,11 @@ async function readThreadHead(client: Queryable, ref: ThreadRef, ids: string[], 
 /** Per-thread advisory lock namespace (the two-key form never collides with single-key locks such as the migration lock). */
 const THREAD_EVENTS_LOCK = 7_400_002;
 
-async function appendEventsWith(client: pg.PoolClient, runId: string, fence: number, events: RunEventBody[]) {
-  const { rows } = await client.query('SELECT tenant, thread_id, event_fence, last_event_seq FROM runs WHERE run_id = $1 FOR UPDATE', [runId]);
+async function appendEventsWith(client: pg.PoolClient, runId: string, fence: number, events: RunEventBody[], tenant?: string) {
+  const { rows } = await client.query(
+    'SELECT tenant, thread_id, event_fence, last_event_seq FROM runs WHERE run_id = $1 AND tenant = coalesce($2::text, tenant) FOR UPDATE',
+    [runId, tenant ?? null],
+  );
   const run = rows[0];
   if (!run) throw new StoreError('not_found', `run ${runId} does not exist`);
   if (fence < Number(run.event_fence)) {
@@ -557,14 +681,14 @@ async function appendEventsWith(client: pg.PoolClient, runId: string, fence: num
   const firstSeq = Number(run.last_event_seq) + 1;
   const lastSeq = firstSeq + events.length - 1;
   if (events.length === 0) {
-    if (fence > Number(run.event_fence)) await client.query('UPDATE runs SET event_fence = $2 WHERE run_id = $1', [runId, fence]);
+    if (fence > Number(run.event_fence)) await client.query('UPDATE runs SET event_fence = $2 WHERE tenant = $3 AND run_id = $1', [runId, fence, run.tenant]);
     return { firstSeq, lastSeq };
   }
   // Ids come from a sequence, so two runs of one thread could commit ids out of order and a
   // thread reader whose cursor passed the later id would never see the earlier one. Holding a
   // per-thread lock from nextval to commit makes a thread's ids commit in id order.
   await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [THREAD_EVENTS_LOCK, `${run.tenant}/${run.thread_id}`]);
-  await client.query('UPDATE runs SET event_fence = $2, last_event_seq = $3 WHERE run_id = $1', [runId, fence, lastSeq]);
+  await client.query('UPDATE runs SET event_fence = $2, last_event_seq = $3 WHERE tenant = $4 AND run_id = $1', [runId, fence, lastSeq, run.tenant]);
   const inserted = await client.query<{ id: string }>(
     `INSERT INTO run_events (run_id, seq, tenant, thread_id, type, data, attempt)
      SELECT $1, $2 + i - 1, $3, $4, e->>'type', e, $6 FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS t(e, i)
@@ -613,19 +737,20 @@ async function ensureThread(client: Queryable, ref: ThreadRef) {
   await client.query('INSERT INTO threads (tenant, thread_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ref.tenant, ref.threadId]);
 }
 
-async function takePendingInput(client: pg.PoolClient, runId: string): Promise<PendingMessage[]> {
-  const { rows } = await client.query('DELETE FROM pending_input WHERE run_id = $1 RETURNING position, message', [runId]);
+async function takePendingInput(client: pg.PoolClient, tenant: string, runId: string): Promise<PendingMessage[]> {
+  const { rows } = await client.query('DELETE FROM pending_input WHERE tenant = $1 AND run_id = $2 RETURNING position, message', [tenant, runId]);
   return rows.sort((a, b) => a.position - b.position).map((r) => r.message as PendingMessage);
 }
 
-async function lockRun(client: Queryable, runId: string) {
-  const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1 FOR UPDATE', [runId]);
+/** Locks a run. Without a tenant (tests, tools) the id must be unique across tenants. */
+async function lockRun(client: Queryable, runId: string, tenant?: string) {
+  const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1 AND tenant = coalesce($2::text, tenant) FOR UPDATE', [runId, tenant ?? null]);
   if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
   return { ...toRun(rows[0]), tenant: rows[0].tenant as string };
 }
 
-async function requireRun(client: Queryable, runId: string): Promise<RunRecord> {
-  const { rows } = await client.query('SELECT * FROM runs WHERE run_id = $1', [runId]);
+async function requireRun(client: Queryable, runId: string, tenant: string): Promise<RunRecord> {
+  const { rows } = await client.query('SELECT * FROM runs WHERE tenant = $2 AND run_id = $1', [runId, tenant]);
   if (!rows[0]) throw new StoreError('not_found', `run ${runId} does not exist`);
   return toRun(rows[0]);
 }
@@ -650,7 +775,7 @@ function toMessage(r: Record<string, any>): CommittedMessage {
 function toThread(r: Record<string, any>): ThreadRecord {
   return {
     threadId: r.thread_id,
-    status: r.status,
+    status: r.status === 'idle' && r.queued_run_ids.length > 0 ? 'queued' : r.status,
     version: Number(r.version),
     activeRunId: r.active_run_id,
     queuedRunIds: r.queued_run_ids,
@@ -679,6 +804,8 @@ function toRun(r: Record<string, any>): RunRecord {
     startedAt: iso(r.started_at),
     finishedAt: iso(r.finished_at),
     updatedAt: r.updated_at.toISOString(),
+    workflowId: r.workflow_id ?? `run:${r.run_id}`,
+    requestHash: r.request_hash,
   };
 }
 

@@ -86,10 +86,13 @@ export class EventSubscriber {
     return n;
   }
 
-  /** Delivers the run's events with `seq > afterSeq`, in seq order, as they are committed. */
-  subscribeRun(runId: string, afterSeq: number, onEvents: OnEvents): Unsubscribe {
-    return this.add(this.runs, runId, afterSeq, onEvents, {
-      read: (after, limit) => this.store.readEvents(runId, after, limit),
+  /**
+   * Delivers the run's events with `seq > afterSeq`, in seq order, as they are committed. Run ids are
+   * unique per tenant: the API always names the tenant; without one the id must be unique overall.
+   */
+  subscribeRun(runId: string, afterSeq: number, onEvents: OnEvents, tenant?: string): Unsubscribe {
+    return this.add(this.runs, tenant === undefined ? runId : runKey(tenant, runId), afterSeq, onEvents, {
+      read: (after, limit) => this.store.readEvents(runId, after, limit, tenant),
       position: (e) => e.seq,
     });
   }
@@ -213,7 +216,9 @@ export class EventSubscriber {
       this.onError(err);
       return;
     }
-    for (const sub of this.runs.get(note.runId) ?? []) if (sub.cursor < note.seq) this.schedule(sub);
+    for (const key of [runKey(note.tenant, note.runId), note.runId]) {
+      for (const sub of this.runs.get(key) ?? []) if (sub.cursor < note.seq) this.schedule(sub);
+    }
     for (const sub of this.threads.get(threadKey(note.tenant, note.threadId)) ?? []) if (sub.cursor < note.id) this.schedule(sub);
   }
 
@@ -293,6 +298,11 @@ export class EventSubscriber {
     const ceiling = Math.min(this.maxRetryDelayMs, this.minRetryDelayMs * 2 ** (failures - 1));
     return ceiling / 2 + (Math.random() * ceiling) / 2;
   }
+}
+
+/** A tenant's run, in the runs index (a NUL cannot occur in an id, so keys never collide). */
+function runKey(tenant: string, runId: string): string {
+  return `${tenant}\u0000${runId}`;
 }
 
 function threadKey(tenant: string, threadId: string): string {

@@ -1,14 +1,18 @@
 // Builds the worker: bundles the workflow code and registers the activities.
 import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../../activities/index.js';
 
 const WORKFLOWS_ENTRY = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 
-/** Bundles workflows/ once; the `.js` specifiers of NodeNext ESM resolve to the `.ts` sources. */
-export async function bundleWorkflows(): Promise<WorkflowBundle> {
+/**
+ * Bundles workflows/ once (or another entry: an older commit's workflows, for the upgrade test); the `.js`
+ * specifiers of NodeNext ESM resolve to the `.ts` sources.
+ */
+export async function bundleWorkflows(workflowsPath = WORKFLOWS_ENTRY): Promise<WorkflowBundle> {
   return bundleWorkflowCode({
-    workflowsPath: WORKFLOWS_ENTRY,
+    workflowsPath,
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error },
     webpackConfigHook: (config) => {
       config.resolve = { ...config.resolve, extensionAlias: { '.js': ['.ts', '.js'] } };
@@ -31,7 +35,8 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     workflowBundle: opts.workflowBundle ?? (await bundleWorkflows()),
-    activities: createActivities(opts),
+    // probeRun asks Temporal, over the worker's own connection, whether a run workflow still runs.
+    activities: createActivities({ ...opts, temporal: new Client({ connection, namespace: opts.namespace }) }),
     // A cancel reaches a streaming step only with its next heartbeat: keep the throttle short.
     maxHeartbeatThrottleInterval: '100 milliseconds',
     defaultHeartbeatThrottleInterval: '100 milliseconds',

@@ -190,7 +190,7 @@ describe('a run on an openai-compatible provider', () => {
         await new Promise((r) => setTimeout(r, 300)); // well into the wait for headers
       }
       const signalledAt = performance.now();
-      await stack.temporal.workflow.getHandle(`run:${runId}`).signal('stop', { reason: 'cancelled' });
+      await stack.temporal.workflow.getHandle(`run:default:${runId}`).signal('stop', { reason: 'cancelled' });
       const request = fake.requestsFor(marker)[0]!;
       const closedAt = await eventually(async () => request.socketClosedAt, 5_000, 'the provider socket to close');
       latencies.push({ when, ms: Math.round(closedAt - signalledAt) });

@@ -59,7 +59,10 @@ export interface RawResponse {
  * headers and body exactly as given. A server that answers before reading a big body may reset the
  * connection while it is still being sent; the answer counts, the reset after it does not.
  */
-export function rawRequest(url: string, opts: { method: string; path: string; headers?: Record<string, string>; body?: string | Buffer }): Promise<RawResponse> {
+export function rawRequest(
+  url: string,
+  opts: { method: string; path: string; headers?: Record<string, string>; body?: string | Buffer; /** fail instead of waiting longer for the answer */ timeoutMs?: number },
+): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     let answered = false;
@@ -82,6 +85,13 @@ export function rawRequest(url: string, opts: { method: string; path: string; he
     req.on('error', (err) => {
       if (!answered) reject(err);
     });
+    if (opts.timeoutMs !== undefined) {
+      const deadline = setTimeout(() => {
+        reject(new Error(`no full answer to ${opts.method} ${opts.path.slice(0, 100)} within ${opts.timeoutMs} ms`));
+        req.destroy();
+      }, opts.timeoutMs);
+      req.on('close', () => clearTimeout(deadline));
+    }
     if (opts.body !== undefined) req.end(opts.body);
     else req.end();
   });
@@ -95,8 +105,11 @@ export const STATUS_OF: Record<string, number> = {
   active_run_conflict: 409,
   no_pending_approval: 409,
   run_not_active: 409,
+  conflict: 409,
+  idempotency_conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
+  thread_busy: 429,
   unavailable: 503,
 };
 

@@ -51,6 +51,26 @@ describe('the per-key rate limit', () => {
   });
 });
 
+describe('the rate limit on refused keys', () => {
+  it('counts requests with an invalid or missing key per client address: past the limit 429 with Retry-After, valid keys unaffected', async () => {
+    const before = await rowCounts(stack.store.pool, stack.tenant);
+    for (let i = 0; i < 40; i++) {
+      const res = await rawRequest(stack.url, { method: 'GET', path: '/v1/threads', headers: { authorization: `Bearer guess-${i}` } });
+      expect(errorCode(res)).toBe('unauthorized');
+    }
+    for (const headers of [{ authorization: `Bearer guess-40` }, { authorization: `Bearer ${stack.key}x` }, {} as Record<string, string>]) {
+      const res = await rawRequest(stack.url, { method: 'POST', path: `/v1/threads/${uniqueId('guess')}/runs`, headers: { ...headers, ...json }, body: JSON.stringify({ messages: [{ content: 'x' }] }) });
+      expect(errorCode(res)).toBe('rate_limited');
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+      expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60);
+    }
+    expect(await rowCounts(stack.store.pool, stack.tenant)).toEqual(before);
+    // A valid key from the same address spends its own quota.
+    expect((await stack.request('GET', '/v1/threads', undefined, { authorization: `Bearer ${otherKey}` })).status).toBe(200);
+    expect((await stack.request('GET', '/health')).status).toBe(200);
+  });
+});
+
 describe('the cap on concurrent SSE connections per key', () => {
   it('refuses a third stream with 429 rate_limited (a streaming submit writes nothing), and frees the slot when a stream closes', async () => {
     const key = { authorization: `Bearer ${otherKey}` };

@@ -85,6 +85,23 @@ describe('every /v1 route', () => {
     }
   });
 
+  it('take the Bearer scheme in any letter case (RFC 7235); the key itself is exact', async () => {
+    for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
+      const res = await rawRequest(stack.url, { method: 'GET', path: '/v1/threads', headers: { authorization: `${scheme} ${stack.key}` } });
+      expect({ scheme, status: res.status }).toEqual({ scheme, status: 200 });
+    }
+    const threadId = uniqueId('lower-bearer');
+    const res = await rawRequest(stack.url, {
+      method: 'POST',
+      path: `/v1/threads/${threadId}/runs`,
+      headers: { authorization: `bearer ${stack.key}`, ...json },
+      body: JSON.stringify({ messages: [{ content: 'hi' }] }),
+    });
+    expect(res.status).toBe(202);
+    await runDone(stack, res.json.runId);
+    await rejected('unauthorized', 'GET', '/v1/threads', { headers: { authorization: `bearer ${stack.key.toUpperCase()}` } });
+  });
+
   it('accept an id of exactly 128 characters', async () => {
     const threadId = 'a'.repeat(120) + uniqueId('').slice(1, 9);
     expect(threadId).toHaveLength(128);
@@ -175,15 +192,15 @@ describe('POST /v1/threads/{threadId}/runs', () => {
     await rejected('payload_too_large', 'POST', path, { body: over, headers: json });
   });
 
-  it('refuses a runId that another thread already uses, leaving that run alone', async () => {
+  it('refuses a runId that another thread already uses (409 conflict), leaving that run alone', async () => {
     const other = uniqueId('owner');
     const { runId } = (await submit(other, 'mine')).body;
     await runDone(stack, runId);
-    await rejected('invalid_request', 'POST', `/v1/threads/${uniqueId('thief')}/runs`, { body: JSON.stringify({ messages: [{ content: 'x' }], runId }), headers: json });
+    await rejected('conflict', 'POST', `/v1/threads/${uniqueId('thief')}/runs`, { body: JSON.stringify({ messages: [{ content: 'x' }], runId }), headers: json });
     expect((await stack.api('GET', `/v1/runs/${runId}`)).body).toMatchObject({ threadId: other, termination: { type: 'natural_end' } });
   });
 
-  it("takes one of the thread's own run ids again only as a retry with the same Idempotency-Key", async () => {
+  it("takes one of the thread's own run ids again only as a retry of the same request", async () => {
     const threadId = uniqueId('retry');
     const key = { 'idempotency-key': uniqueId('idem') };
     const runId = uniqueId('client-run');
@@ -192,7 +209,9 @@ describe('POST /v1/threads/{threadId}/runs', () => {
     await runDone(stack, runId);
     const retried = await submit(threadId, 'once', { runId }, key);
     expect(retried).toEqual(first);
-    await rejected('invalid_request', 'POST', `/v1/threads/${threadId}/runs`, { body: JSON.stringify({ messages: [{ content: 'again' }], runId }), headers: json });
+    // The same run id with another request is not a retry, with or without a key.
+    await rejected('idempotency_conflict', 'POST', `/v1/threads/${threadId}/runs`, { body: JSON.stringify({ messages: [{ content: 'again' }], runId }), headers: json });
+    await rejected('idempotency_conflict', 'POST', `/v1/threads/${threadId}/runs`, { body: JSON.stringify({ messages: [{ content: 'again' }], runId }), headers: { ...json, ...key } });
     expect((await stack.api('GET', `/v1/threads/${threadId}/runs`)).body.items).toHaveLength(1);
   });
 
@@ -251,6 +270,19 @@ describe('POST /v1/threads/{threadId}/interrupt', () => {
     expect((await runDone(stack, queued.runId)).termination?.type).toBe('superseded');
   });
 
+  it('takes an empty body whatever its content type (Swagger UI and generated clients send `application/json` with none)', async () => {
+    for (const headers of [json, { 'content-type': 'text/plain' }, { 'content-type': 'application/xml' }, {}]) {
+      const threadId = uniqueId('interrupt-empty');
+      const active = (await submit(threadId, '/slow 50 /long 200 long one')).body;
+      await runStatus(stack, active.runId, 'running');
+      const res = await rawRequest(stack.url, { method: 'POST', path: `/v1/threads/${threadId}/interrupt`, headers: { ...stack.auth, ...headers }, body: '' });
+      expect({ headers, status: res.status, body: res.json }).toEqual({ headers, status: 202, body: { threadId, cancelledRunId: active.runId, supersededRunIds: [] } });
+      expect((await runDone(stack, active.runId)).termination?.type).toBe('interrupted');
+    }
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as any;
+    expect(doc.paths['/v1/threads/{threadId}/interrupt'].post.requestBody.required).toBe(false);
+  });
+
   it('refuses a body with fields', async () => {
     const threadId = uniqueId('interrupt-body');
     await runDone(stack, (await submit(threadId, 'hi')).body.runId);
@@ -268,6 +300,19 @@ describe('POST /v1/runs/{runId}/cancel', () => {
     expect((await runDone(stack, runId)).termination?.type).toBe('cancelled');
     await rejected('run_not_active', 'POST', `/v1/runs/${runId}/cancel`);
     await rejected('invalid_request', 'POST', `/v1/runs/${runId}/cancel`, { body: '{"now":true}', headers: json });
+  });
+
+  it('takes an empty body whatever its content type, and still refuses a non-JSON one', async () => {
+    for (const headers of [json, { 'content-type': 'application/x-www-form-urlencoded' }]) {
+      const { runId } = (await submit(uniqueId('cancel-empty'), '/slow 50 /long 200 cancel me')).body;
+      await runStatus(stack, runId, 'running');
+      const res = await rawRequest(stack.url, { method: 'POST', path: `/v1/runs/${runId}/cancel`, headers: { ...stack.auth, ...headers }, body: '' });
+      expect({ headers, status: res.status, body: res.json }).toEqual({ headers, status: 202, body: { runId, status: 'cancel_requested' } });
+      expect((await runDone(stack, runId)).termination?.type).toBe('cancelled');
+      await rejected('invalid_request', 'POST', `/v1/runs/${runId}/cancel`, { body: 'now=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    }
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as any;
+    expect(doc.paths['/v1/runs/{runId}/cancel'].post.requestBody.required).toBe(false);
   });
 });
 
@@ -307,7 +352,7 @@ describe('the mailbox', () => {
     expect(list.body.items).toEqual([expect.objectContaining({ dispatchId: first.body.dispatchId, runId: first.body.runId, status: 'done', mode: 'queue' })]);
   });
 
-  it('rejects a malformed durable message, and a messageId already delivered to another thread', async () => {
+  it('rejects a malformed durable message (400), and a messageId already delivered to another thread (409 conflict)', async () => {
     const threadId = uniqueId('mail-bad');
     const path = `/v1/threads/${threadId}/mailbox`;
     for (const body of [{ text: 'no id' }, { messageId: 'm', text: '' }, { messageId: 'm', text: 'x', extra: 1 }, { messageId: 'bad id', text: 'x' }, { messageId: 'm', text: 'x'.repeat(256 * 1024 + 1) }]) {
@@ -316,7 +361,7 @@ describe('the mailbox', () => {
     const messageId = uniqueId('once');
     const delivered = await stack.api('POST', `/v1/threads/${uniqueId('mail-first')}/mailbox`, { messageId, text: 'hi' });
     await runDone(stack, delivered.body.runId);
-    await rejected('invalid_request', 'POST', path, { body: JSON.stringify({ messageId, text: 'hi' }), headers: json });
+    await rejected('conflict', 'POST', path, { body: JSON.stringify({ messageId, text: 'hi' }), headers: json });
   });
 });
 

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../errors.js';
-import { errorBody, eventsPage, eventsQuery, runParams, threadParams } from '../schemas.js';
+import { errorBody, eventsPage, eventsQuery, runParams, storableString, threadParams } from '../schemas.js';
 import { logIds } from '../log.js';
 import { runCursor, threadCursor, wantsEventStream, type SseStream } from '../sse.js';
 
@@ -57,7 +57,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "A run's events: SSE (Accept: text/event-stream) until run_finish, or a JSON page; resume with Last-Event-ID or ?after=",
         params: runParams,
         querystring: eventsQuery,
-        headers: z.object({ 'last-event-id': z.string().optional() }),
+        headers: z.object({ 'last-event-id': storableString.optional() }),
         response: { 200: eventsPage, ...errors },
       },
       config: { sse: 'optional' },
@@ -77,7 +77,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Every event of a thread's runs, in commit order (cursor: the global event id); SSE or a JSON page",
         params: threadParams,
         querystring: eventsQuery,
-        headers: z.object({ 'last-event-id': z.string().optional() }),
+        headers: z.object({ 'last-event-id': storableString.optional() }),
         response: { 200: eventsPage, ...errors },
       },
       config: { sse: 'optional' },

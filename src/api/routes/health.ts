@@ -13,7 +13,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       const result = await app.threadbox.health();
       if (result.status === 'ok') return result;
       const down = (['postgres', 'temporal'] as const).filter((name) => result[name] !== 'ok');
-      return reply.status(503).send({ ...result, error: `${down.join(' and ')} unavailable`, code: 'unavailable' });
+      return reply.status(503).header('retry-after', '1').send({ ...result, error: `${down.join(' and ')} unavailable`, code: 'unavailable' });
     },
   );
 
