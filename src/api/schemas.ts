@@ -22,7 +22,14 @@ export const inputMessage = z.strictObject({
 });
 
 export const submitBody = z.strictObject({
-  messages: z.array(inputMessage).min(1, 'at least one message').max(100, 'at most 100 messages'),
+  messages: z
+    .array(inputMessage)
+    .min(1, 'at least one message')
+    .max(100, 'at most 100 messages')
+    .refine((messages) => {
+      const ids = messages.flatMap((m) => (m.id ? [m.id] : []));
+      return new Set(ids).size === ids.length;
+    }, 'message ids must be unique within a submit'),
   agentId: id.optional(),
   mode: z.enum(['interrupt', 'queue', 'steer']).default('interrupt'),
   expectedRunId: id.optional(),

@@ -36,7 +36,7 @@ export class ThreadboxService {
     private readonly taskQueue: string,
     private readonly subscriber: EventSubscriber,
     /** the bounded update calls; without it, this client's with the default bounds */
-    private readonly calls = new TemporalCalls(temporal, new TemporalLink(), { maxInFlight: 32, maxInFlightPerWorkflow: 8 }),
+    private readonly calls = new TemporalCalls(temporal, new TemporalLink(), { maxInFlight: 64, maxInFlightPerWorkflow: 8 }),
   ) {}
 
   /** A page of a run's events after `after` (a seq). */
@@ -76,6 +76,13 @@ export class ThreadboxService {
    */
   async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
     const requestHash = hashRequest({ kind: 'submit', threadId: ref.threadId, ...body });
+    // A message id names one message of the thread: reusing one would leave the run unable to commit it.
+    // (A retry of this very request, with its key or its runId, is answered by Temporal or the run id claim.)
+    const clientIds = body.messages.flatMap((m) => (m.id ? [m.id] : []));
+    const used = clientIds.length > 0 ? await this.store.findUsedMessageIds(ref, clientIds) : [];
+    if (used.length > 0 && !(await this.isRetry(ref, requestHash, idempotencyKey, body.runId))) {
+      throw new ApiError('conflict', `message id ${used[0]} is already used in thread ${ref.threadId}`);
+    }
     return this.submit(ref, {
       runId: body.runId ?? uuidv7(),
       dispatchId: uuidv7(),
@@ -109,8 +116,11 @@ export class ThreadboxService {
     const run = await this.getRun(tenant, runId);
     if (run.status === 'done') throw new ApiError('run_not_active', `run ${runId} already ended (${run.termination?.type})`);
     try {
-      const handle = this.temporal.workflow.getHandle(threadWorkflowId(tenant, run.threadId));
-      return await this.calls.update(handle.workflowId, () => handle.startUpdate(cancelRunUpdate, { args: [{ runId }], ...ACCEPTED }));
+      // With start: a thread workflow an operator terminated is rebuilt from Postgres, its queue intact, and answers.
+      const ref = { tenant, threadId: run.threadId };
+      return await this.calls.update(threadWorkflowId(tenant, run.threadId), () =>
+        this.temporal.workflow.startUpdateWithStart(cancelRunUpdate, { args: [{ runId }], startWorkflowOperation: this.startThread(ref), ...ACCEPTED }),
+      );
     } catch (err) {
       throw toApiError(err);
     }
@@ -119,8 +129,9 @@ export class ThreadboxService {
   async interruptThread(ref: ThreadRef): Promise<InterruptResult> {
     await this.getThread(ref);
     try {
-      const handle = this.temporal.workflow.getHandle(threadWorkflowId(ref.tenant, ref.threadId));
-      return await this.calls.update(handle.workflowId, () => handle.startUpdate(interruptUpdate, ACCEPTED));
+      return await this.calls.update(threadWorkflowId(ref.tenant, ref.threadId), () =>
+        this.temporal.workflow.startUpdateWithStart(interruptUpdate, { args: [], startWorkflowOperation: this.startThread(ref), ...ACCEPTED }),
+      );
     } catch (err) {
       throw toApiError(err);
     }
@@ -149,18 +160,29 @@ export class ThreadboxService {
     return settings;
   }
 
-  private async submit(ref: ThreadRef, input: SubmitInput, idempotencyKey?: string): Promise<SubmitResult> {
-    const workflowId = threadWorkflowId(ref.tenant, ref.threadId);
-    const startWorkflowOperation = new WithStartWorkflowOperation<typeof threadWorkflow>('threadWorkflow', {
-      workflowId,
+  /** Reaches the thread workflow, starting it when it is new (or was terminated: it then rebuilds from Postgres). */
+  private startThread(ref: ThreadRef) {
+    return new WithStartWorkflowOperation<typeof threadWorkflow>('threadWorkflow', {
+      workflowId: threadWorkflowId(ref.tenant, ref.threadId),
       taskQueue: this.taskQueue,
       args: [{ tenant: ref.tenant, threadId: ref.threadId }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       typedSearchAttributes: [{ key: ThreadIdKey, value: ref.threadId }],
       staticSummary: `thread ${ref.threadId}`,
     });
+  }
+
+  /** The thread a key's first submit went to: a retry of `POST /v1/runs` without a threadId goes to the same one. */
+  threadOfKey(tenant: string, key: string): Promise<string | undefined> {
+    return this.store.threadOfSubmitKey(tenant, key);
+  }
+
+  private async submit(ref: ThreadRef, input: SubmitInput, idempotencyKey?: string): Promise<SubmitResult> {
+    const workflowId = threadWorkflowId(ref.tenant, ref.threadId);
+    const startWorkflowOperation = this.startThread(ref);
     // A key replayed with another request is a conflict, not a replay: Temporal would answer it with the
-    // first request's result. The claim is released when the submit is refused (it wrote nothing).
+    // first request's result. The key stays bound to its first request, refused or not (Temporal keeps
+    // that answer for the update id), except when the API itself turned it away before Temporal saw it.
     const claimed = idempotencyKey !== undefined && (await this.claimKey(ref, idempotencyKey, input.requestHash!));
     try {
       // The update id is the Idempotency-Key: a retry gets the first submit's answer, also after a 503.
@@ -174,10 +196,15 @@ export class ThreadboxService {
       );
     } catch (err) {
       const apiError = toApiError(err);
-      // Refused (4xx): nothing was written, the key is free again. Unavailable (503): the outcome is unknown, the retry decides.
-      if (claimed && apiError instanceof ApiError && apiError.statusCode < 500) await this.store.releaseSubmitKey(ref.tenant, idempotencyKey!).catch(() => {});
+      if (claimed && apiError instanceof ApiError && apiError.code === 'thread_busy') await this.store.releaseSubmitKey(ref.tenant, idempotencyKey!).catch(() => {});
       throw apiError;
     }
+  }
+
+  /** Whether a request was seen before: its key, or its run id, already carries this very request. */
+  private async isRetry(ref: ThreadRef, requestHash: string, key?: string, runId?: string): Promise<boolean> {
+    if (key && (await this.store.submitKeyHash(ref.tenant, key)) === requestHash) return true;
+    return runId !== undefined && (await this.store.getRun(runId, ref.tenant))?.requestHash === requestHash;
   }
 
   /** true when this request is the key's first use, false for a replay of the same request; a different request is 409. */

@@ -28,6 +28,10 @@ export const ACCEPT_WITHIN_MS = 10_000;
 export const COMPLETE_WITHIN_MS = 30_000;
 /** A call that failed to reach Temporal this recently makes the next ones fail at once instead of waiting out a deadline. */
 export const FAIL_FAST_MS = 1500;
+/** An update that took longer than this to be taken in shows Temporal or its workers behind: fewer are let in. */
+export const SLOW_ACCEPT_MS = 1000;
+/** However slow the takes, this many updates may be in flight in one API process. */
+const MIN_IN_FLIGHT = 4;
 /** The most the gRPC channel waits between attempts to reconnect: Temporal's return is seen within about this long. */
 const MAX_RECONNECT_BACKOFF_MS = 1000;
 
@@ -130,7 +134,7 @@ export function describeTemporalError(err: unknown): string {
 }
 
 export interface TemporalCallLimits {
-  /** updates one API process has in flight at most, over all workflows */
+  /** updates one API process has in flight at most, over all workflows (fewer while Temporal is slow to take them in) */
   maxInFlight: number;
   /** updates one API process has in flight on one workflow at most; Temporal allows 10 per workflow */
   maxInFlightPerWorkflow: number;
@@ -143,26 +147,31 @@ export interface TemporalCallLimits {
  * workflow accepts it (Temporal reachable and the workflow answering), then until it completes.
  * Per workflow at most `maxInFlightPerWorkflow` run at once in this process, and none joins a line
  * whose oldest has waited `busyAfterMs`; one more is refused at once with `thread_busy`. Over all
- * workflows at most `maxInFlight` run at once: a worker and a Temporal take updates at some rate,
- * and a burst past what they take in a few seconds is refused at once with `rate_limited` rather
- * than left to wait. Nothing refused reaches Temporal.
+ * workflows the limit adapts to how fast updates are taken in (the workers' backlog): it halves when
+ * one took over SLOW_ACCEPT_MS (at most once per SLOW_ACCEPT_MS) and grows by one with each fast one,
+ * between MIN_IN_FLIGHT and `maxInFlight`. A burst past what the workers take in is refused at once
+ * with `rate_limited` rather than left to wait. Nothing refused reaches Temporal.
  */
 export class TemporalCalls {
   /** per workflow, the start times of its updates in flight here, oldest first */
   private readonly inFlight = new Map<string, number[]>();
   private total = 0;
+  private limit: number;
+  private lastCut = 0;
 
   constructor(
     private readonly client: Client,
     private readonly link: TemporalLink,
     private readonly limits: TemporalCallLimits,
-  ) {}
+  ) {
+    this.limit = limits.maxInFlight;
+  }
 
   async update<R>(workflowId: string, start: () => Promise<WorkflowUpdateHandle<R>>): Promise<R> {
     const unreachable = this.link.unreachableWithin(FAIL_FAST_MS);
     if (unreachable !== undefined) throw temporalUnavailable(`unreachable (${unreachable})`);
-    if (this.total >= this.limits.maxInFlight) {
-      throw new ApiError('rate_limited', `this API instance has ${this.total} requests in flight to Temporal; retry after the Retry-After delay`, 1);
+    if (this.total >= this.limit) {
+      throw new ApiError('rate_limited', `this API instance has ${this.total} requests in flight to Temporal, as many as its workers take in now; retry after the Retry-After delay`, 1);
     }
     const line = this.inFlight.get(workflowId) ?? [];
     const started = Date.now();
@@ -176,6 +185,7 @@ export class TemporalCalls {
       const handle = await this.client.withDeadline(Date.now() + ACCEPT_WITHIN_MS, start).catch((err: unknown) => {
         throw transportError(err, `the request was not taken in within ${ACCEPT_WITHIN_MS / 1000} s (is a worker polling?); retry with the same Idempotency-Key`);
       });
+      this.adaptLimit(Date.now() - started);
       return await this.client.withDeadline(Date.now() + COMPLETE_WITHIN_MS, () => handle.result()).catch((err: unknown) => {
         throw transportError(err, `the request was accepted but not completed within ${COMPLETE_WITHIN_MS / 1000} s; retry with the same Idempotency-Key for its answer`);
       });
@@ -183,6 +193,15 @@ export class TemporalCalls {
       this.total--;
       line.splice(line.indexOf(started), 1);
       if (line.length === 0) this.inFlight.delete(workflowId);
+    }
+  }
+
+  private adaptLimit(acceptMs: number) {
+    if (acceptMs <= SLOW_ACCEPT_MS) {
+      this.limit = Math.min(this.limits.maxInFlight, this.limit + 1);
+    } else if (Date.now() - this.lastCut >= SLOW_ACCEPT_MS) {
+      this.limit = Math.max(MIN_IN_FLIGHT, Math.floor(this.limit / 2));
+      this.lastCut = Date.now();
     }
   }
 

@@ -227,6 +227,19 @@ export class Store {
     return rows.map(toMessage);
   }
 
+  /** Which of `ids` the thread already holds, committed or pending in a run not yet started. */
+  async findUsedMessageIds(ref: ThreadRef, ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query(
+      `SELECT message_id AS id FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($3)
+       UNION
+       SELECT p.message->>'messageId' FROM pending_input p JOIN runs r ON r.tenant = p.tenant AND r.run_id = p.run_id
+        WHERE r.tenant = $1 AND r.thread_id = $2 AND p.message->>'messageId' = ANY($3)`,
+      [ref.tenant, ref.threadId, ids],
+    );
+    return rows.map((r) => r.id);
+  }
+
   // ---- threads ------------------------------------------------------------------------
 
   async getThread(ref: ThreadRef): Promise<ThreadRecord | undefined> {
@@ -420,7 +433,17 @@ export class Store {
     return rows[0] && rows[0].thread_id === ref.threadId && rows[0].request_hash === requestHash ? 'replay' : 'conflict';
   }
 
-  /** Releases a key whose submit was refused: the request wrote nothing, so its key is free again. */
+  async submitKeyHash(tenant: string, key: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query('SELECT request_hash FROM submit_keys WHERE tenant = $1 AND key = $2', [tenant, key]);
+    return rows[0]?.request_hash;
+  }
+
+  async threadOfSubmitKey(tenant: string, key: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query('SELECT thread_id FROM submit_keys WHERE tenant = $1 AND key = $2', [tenant, key]);
+    return rows[0]?.thread_id;
+  }
+
+  /** Releases a key whose submit the API turned away before Temporal saw it: the key is free again. */
   async releaseSubmitKey(tenant: string, key: string): Promise<void> {
     await this.pool.query('DELETE FROM submit_keys WHERE tenant = $1 AND key = $2', [tenant, key]);
   }

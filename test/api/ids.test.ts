@@ -121,3 +121,40 @@ describe('Idempotency-Key', () => {
     expect((await submit(asB, threadId, 'pay 1000', {}, key)).status).toBe(202);
   }, 60_000);
 });
+
+describe('message ids', () => {
+  it('a submit naming one message id twice is 400; one naming a message the thread already has is 409 conflict; neither writes', async () => {
+    const threadId = uniqueId('msg-ids');
+    const first = await submit(asA, threadId, 'one', { messages: [{ id: 'm-1', content: 'one' }] });
+    expect(first.status).toBe(202);
+    await doneFor(tenantA, first.body.runId);
+    const before = await rowCounts(stack.store.pool, tenantA);
+    const twice = await submit(asA, threadId, 'x', { messages: [{ id: 'm-2', content: 'a' }, { id: 'm-2', content: 'b' }] });
+    expect([twice.status, twice.body.code]).toEqual([400, 'invalid_request']);
+    const reused = await submit(asA, threadId, 'x', { mode: 'queue', messages: [{ id: 'm-1', content: 'another one' }] });
+    expect([reused.status, reused.body.code]).toEqual([409, 'conflict']);
+    expect(await rowCounts(stack.store.pool, tenantA)).toEqual(before);
+    const next = await submit(asA, threadId, 'two', { messages: [{ id: 'm-2', content: 'two' }] });
+    expect((await doneFor(tenantA, next.body.runId)).termination?.type).toBe('natural_end');
+    expect(await userMessages(tenantA, threadId)).toEqual(['one', 'two']);
+  }, 60_000);
+});
+
+describe('POST /v1/runs without a threadId', () => {
+  it('a retry with the same Idempotency-Key reaches the first thread and run, not a new one', async () => {
+    const key = { 'idempotency-key': uniqueId('awaken') };
+    const stream = async () => {
+      const res = await fetch(`${stack.url}/v1/runs`, { method: 'POST', headers: { ...asA, ...key, 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ content: 'hello' }] }) });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      return { runId: /"runId":"([^"]+)"/.exec(text)![1], threadId: /"threadId":"([^"]+)"/.exec(text)![1], text };
+    };
+    const first = await stream();
+    const again = await stream();
+    expect(again.runId).toBe(first.runId);
+    expect(again.threadId).toBe(first.threadId);
+    expect(first.text).toContain('Echo: hello'.split(' ')[0]);
+    expect(await userMessages(tenantA, first.threadId!)).toEqual(['hello']);
+  }, 60_000);
+});
+

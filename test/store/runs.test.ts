@@ -48,7 +48,7 @@ describe('run records', () => {
     const ref = newThread();
     const runId = `run-${randomUUID()}`;
     expect(await queueRun(ref, runId)).toMatchObject({ status: 'queued' });
-    expect(await store.getThread(ref)).toMatchObject({ status: 'idle', queuedRunIds: [runId], latestRunId: runId });
+    expect(await store.getThread(ref)).toMatchObject({ status: 'queued', queuedRunIds: [runId], latestRunId: runId });
 
     expect(await store.startRun(runId)).toMatchObject({ status: 'running' });
     expect(await store.getThread(ref)).toMatchObject({ status: 'running', activeRunId: runId, queuedRunIds: [] });

@@ -117,7 +117,10 @@ export const awakenRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { sse: 'always' },
     },
     async (request, reply) => {
-      const ref = { tenant: request.tenant, threadId: request.body.threadId ?? uuidv7() };
+      // Without a threadId each request starts a thread; a retry with its Idempotency-Key goes to the first one's.
+      const key = request.headers['idempotency-key'];
+      const known = request.body.threadId ?? (key ? await app.threadbox.threadOfKey(request.tenant, key) : undefined);
+      const ref = { tenant: request.tenant, threadId: known ?? uuidv7() };
       const body = { messages: request.body.messages, agentId: request.body.agentId, mode: 'interrupt' as const };
       const result = await app.threadbox.submitRun(ref, body, request.headers['idempotency-key']);
       return streamRun(app, request, reply, result.runId, 0, true);
