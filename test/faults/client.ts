@@ -11,6 +11,18 @@ export interface ReceivedEvent {
   at: number;
 }
 
+/** One submit attempt as the client saw it: when it began, how long its answer took, what it said. */
+export interface SubmitAnswer {
+  /** epoch ms */
+  startedAt: number;
+  /** until the response headers (or the failure) */
+  ms: number;
+  /** 0 when no answer came (connection refused or reset, or no headers within the time limit) */
+  status: number;
+  code?: string;
+  retryAfter?: string;
+}
+
 export interface DrivenRun {
   threadId: string;
   content: string;
@@ -25,6 +37,7 @@ export interface DrivenRun {
   /** a seq at or behind the last one seen */
   duplicates: number;
   submitAttempts: number;
+  submitAnswers: SubmitAnswer[];
   /** GET …/events connections made to resume (the submit's own stream is not one) */
   reconnects: number;
   /** connections dropped by the client because not even a keepalive arrived for IDLE_MS */
@@ -61,6 +74,7 @@ export async function driveRun(
     gaps: 0,
     duplicates: 0,
     submitAttempts: 0,
+    submitAnswers: [],
     reconnects: 0,
     idleDrops: 0,
     errors: [],
@@ -70,27 +84,41 @@ export async function driveRun(
   const note = (what: string) => run.errors.length < 20 && run.errors.push(`${new Date().toISOString()} ${what}`);
 
   // Submit: the same key every time, so a submit the server applied but could not answer is not applied twice.
-  while (!run.runId && Date.now() < deadline) {
+  // A 429 or 503 is retried after its Retry-After (at most 5 s); any other 4xx is final: a careful client does not repeat it.
+  let final = false;
+  while (!run.runId && !final && Date.now() < deadline) {
     run.submitAttempts++;
     const base = api();
+    const answer: SubmitAnswer = { startedAt: Date.now(), ms: 0, status: 0 };
+    const started = clock();
+    let wait = RETRY_MS;
     try {
       const response = await fetchWithin(`${base}/v1/threads/${threadId}/runs`, deadline, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'idempotency-key': run.idempotencyKey },
         body: JSON.stringify({ messages: [{ role: 'user', content }], mode }),
       });
+      answer.ms = clock() - started;
+      answer.status = response.status;
+      answer.retryAfter = response.headers.get('retry-after') ?? undefined;
+      run.submitAnswers.push(answer);
       if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) {
         await consume(run, response, deadline, note);
-        // The first event names the run; with none yet, the submit may not have happened: resubmit.
-        run.runId ??= run.events[0]?.data.runId;
+        // With no event yet the submit may not have happened: resubmit.
         if (!run.runId) note('SSE submit ended before its first event');
       } else {
-        note(`submit to ${base}: ${response.status} ${(await response.text()).slice(0, 200)}`);
+        const text = await response.text();
+        answer.code = errorCode(text);
+        note(`submit to ${base}: ${response.status} ${text.slice(0, 200)}`);
+        if (response.status === 429 || response.status === 503) wait = Math.min(5000, Number(answer.retryAfter ?? 0) * 1000 || RETRY_MS);
+        else if (response.status >= 400 && response.status < 500) final = true;
       }
     } catch (err) {
+      answer.ms = clock() - started;
+      if (!run.submitAnswers.includes(answer)) run.submitAnswers.push(answer);
       note(`submit to ${base}: ${describe(err)}`);
     }
-    if (!run.runId) await sleep(RETRY_MS);
+    if (!run.runId && !final) await sleep(wait);
   }
 
   // Follow: resume after the last event seen until run_finish.
@@ -159,6 +187,8 @@ async function consume(run: DrivenRun, response: Response, deadline: number, not
         }
         const data = JSON.parse(frame.data);
         run.events.push({ seq, type: frame.event, data, at });
+        // The first event names the run: known from here on, while its stream goes on.
+        run.runId ??= data.runId;
         if (frame.event === 'run_finish') {
           run.finished = true;
           run.termination = data.termination?.type;
@@ -186,6 +216,15 @@ export function reassembledText(run: DrivenRun): string {
   }
   const last = Math.max(0, ...byStep.keys());
   return byStep.get(last) ?? '';
+}
+
+/** The contract's `code` of an error body, if it is one. */
+export function errorCode(body: string): string | undefined {
+  try {
+    return JSON.parse(body).code;
+  } catch {
+    return undefined;
+  }
 }
 
 function describe(err: unknown): string {

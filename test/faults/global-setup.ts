@@ -20,29 +20,32 @@ export default function setup(project: TestProject) {
   return () => {
     const reports: ScenarioReport[] = readdirSync(dir)
       .filter((f) => f.endsWith('.json'))
-      .sort()
-      .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')));
+      .map((f): ScenarioReport => JSON.parse(readFileSync(join(dir, f), 'utf8')))
+      .sort((a, b) => parseInt(a.scenario, 10) - parseInt(b.scenario, 10) || a.scenario.localeCompare(b.scenario));
     console.log(`\n${faultTable(reports)}\n`);
     rmSync(dir, { recursive: true, force: true });
   };
 }
 
 export function faultTable(reports: ScenarioReport[]): string {
-  const header = ['scenario', 'runs', 'faults', 'completed', 'not ended', 'lost', 'doubled', 'gaps', 'dup events', 'text ≠', 'resets', 'resumes', 'submit retries', 's'];
+  const header = ['scenario', 'runs', 'faults', 'completed', 'op-terminated', 'not ended', 'lost', 'doubled', 'gaps', 'dup events', 'text ≠', 'wedged threads', 'resets', 'resumes', 'submit retries', '429/503 (slowest s)', 's'];
   const rows = reports.map((r) => [
     r.scenario,
     r.runsDriven,
     r.faultsInjected,
     r.runsCompleted,
+    r.terminatedByOperator,
     r.runsNotEnded,
     r.messagesLost,
     r.messagesDoubled,
     r.streamGaps,
     r.duplicateEvents,
     r.textMismatches,
+    r.wedgedThreads,
     r.streamResets,
     r.reconnects,
     r.submitRetries,
+    r.refusals ? `${r.refusals} (${(r.slowestRefusalMs / 1000).toFixed(1)})` : '0',
     r.seconds,
   ].map(String));
   const all = [header, ...rows];

@@ -3,6 +3,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { spawnThreadbox, type ThreadboxProcess } from '../../bench/processes.js';
 import { clock } from '../../bench/sse.js';
@@ -16,6 +17,21 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const randomBetween = (min: number, max: number) => min + Math.random() * (max - min);
 const log = (line: string) => console.log(`[faults ${new Date().toISOString().slice(11, 23)}] ${line}`);
 export { log };
+
+/** When a dependency was down (epoch ms): stopped, being started again, answering again. */
+export interface Outage {
+  stoppedAt: number;
+  restartingAt: number;
+  upAt: number;
+}
+
+export interface Operator {
+  /** terminates the run's workflow; resolves to its workflow id */
+  terminateRun(runId: string, reason: string): Promise<string>;
+  /** terminates the thread's workflow; resolves to its workflow id */
+  terminateThread(threadId: string, reason: string): Promise<string>;
+  close(): Promise<void>;
+}
 
 /** One scenario's Postgres (data dir kept across restarts) and Temporal dev server (history in a db file). */
 export class Services {
@@ -51,20 +67,49 @@ export class Services {
     this.temporalAddress = this.temporal.address;
   }
 
-  /** Stops Postgres, waits, starts it again on the same port and data. */
-  async restartPostgres(downMs: number) {
+  /** Stops Postgres, waits, starts it again on the same port and data; `whileDown` is called once it is stopped. */
+  async restartPostgres(downMs: number, whileDown?: () => void): Promise<Outage> {
     await this.postgres!.stop();
     this.postgres = undefined;
-    await sleep(downMs);
-    await this.startPostgres();
+    return this.outage(downMs, whileDown, () => this.startPostgres());
   }
 
-  /** Stops the Temporal dev server, waits, starts it again on the same port and history file. */
-  async restartTemporal(downMs: number) {
+  /** Stops the Temporal dev server, waits, starts it again on the same port and history file; `whileDown` as above. */
+  async restartTemporal(downMs: number, whileDown?: () => void): Promise<Outage> {
     await this.temporal!.stop();
     this.temporal = undefined;
+    return this.outage(downMs, whileDown, () => this.startTemporal());
+  }
+
+  private async outage(downMs: number, whileDown: (() => void) | undefined, start: () => Promise<void>): Promise<Outage> {
+    const stoppedAt = Date.now();
+    whileDown?.();
     await sleep(downMs);
-    await this.startTemporal();
+    const restartingAt = Date.now();
+    await start();
+    return { stoppedAt, restartingAt, upAt: Date.now() };
+  }
+
+  /** What an operator does in the Temporal UI: find a run's or a thread's workflow by its search attributes, and terminate it. */
+  async operator(): Promise<Operator> {
+    const connection = await Connection.connect({ address: this.temporalAddress });
+    const client = new Client({ connection });
+    const terminate = async (query: string, reason: string): Promise<string> => {
+      // Visibility trails the start by a moment.
+      for (let attempt = 1; ; attempt++) {
+        for await (const workflow of client.workflow.list({ query: `${query} AND ExecutionStatus = 'Running'` })) {
+          await client.workflow.getHandle(workflow.workflowId, workflow.runId).terminate(reason);
+          return workflow.workflowId;
+        }
+        if (attempt >= 50) throw new Error(`no running workflow matches ${query}`);
+        await sleep(100);
+      }
+    };
+    return {
+      terminateRun: (runId, reason) => terminate(`WorkflowType = 'runWorkflow' AND ThreadboxRunId = '${runId}'`, reason),
+      terminateThread: (threadId, reason) => terminate(`WorkflowType = 'threadWorkflow' AND ThreadId = '${threadId}'`, reason),
+      close: () => connection.close(),
+    };
   }
 
   env(): Record<string, string> {
@@ -145,8 +190,17 @@ export interface ScenarioReport {
   streamGaps: number;
   duplicateEvents: number;
   textMismatches: number;
+  /** runs an operator terminated in Temporal: they end `error` ("terminated"), counted apart from lost or not ended */
+  terminatedByOperator: number;
+  /** threads on which a fresh submit did not complete within 30 s, or that kept a run not done */
+  wedgedThreads: number;
   reconnects: number;
   submitRetries: number;
+  /** submit answers 429 or 503 (each told the client to come back), and the slowest of them */
+  refusals: number;
+  slowestRefusalMs: number;
+  /** the refusals by status and code, e.g. `503 unavailable` */
+  refusalCodes: Record<string, number>;
   /** stream_reset events clients saw: steps that a fault made start over */
   streamResets: number;
   seconds: number;
@@ -197,7 +251,10 @@ export interface Crowd {
  * go in 150 ms apart, after a random delay of up to `staggerMs` for the thread. Queue mode, not
  * interrupt: a client's retried submit may land after a later one, and must not interrupt it.
  */
-export function startCrowd(fleet: Fleet, opts: { threads: number; runsPerThread: number; slowMs: number; minTokens: number; maxTokens: number; deadlineMs: number; staggerMs?: number }): Crowd {
+export function startCrowd(
+  fleet: Fleet,
+  opts: { threads: number; runsPerThread: number; slowMs: number; minTokens: number; maxTokens: number; deadlineMs: number; staggerMs?: number; name?: string },
+): Crowd {
   const deadline = Date.now() + opts.deadlineMs;
   const driven: DrivenRun[] = [];
   const expected = new Map<string, string>();
@@ -205,7 +262,7 @@ export function startCrowd(fleet: Fleet, opts: { threads: number; runsPerThread:
   const track = (run: DrivenRun) => driven.push(run);
   for (let t = 0; t < opts.threads; t++) {
     const offset = opts.staggerMs ? Math.random() * opts.staggerMs : 0;
-    const threadId = `faults-${process.pid}-${Date.now().toString(36)}-${t}`;
+    const threadId = `faults-${process.pid}-${Date.now().toString(36)}-${opts.name ?? ''}${t}`;
     for (let k = 0; k < opts.runsPerThread; k++) {
       const nonce = `n${t}x${k}x${Math.random().toString(36).slice(2, 10)}`;
       const prompt = echoPrompt(opts.slowMs, Math.round(randomBetween(opts.minTokens, opts.maxTokens)), nonce);
@@ -259,7 +316,7 @@ async function readThread(api: string, threadId: string) {
   return items;
 }
 
-async function getJson(url: string, attempts = 20): Promise<any> {
+export async function getJson(url: string, attempts = 20): Promise<any> {
   for (let i = 1; ; i++) {
     try {
       const response = await fetch(url);
@@ -272,13 +329,31 @@ async function getJson(url: string, attempts = 20): Promise<any> {
   }
 }
 
+export interface CheckOptions {
+  /** runs an operator terminated: each must end `error` with "terminated" in its detail, its input committed once */
+  terminatedByOperator?: Set<string>;
+  /** threads to probe for wedging besides those of `runs` */
+  moreThreads?: string[];
+}
+
 /**
  * The checks: every run ended (client saw run_finish, record says done); every user message
- * committed exactly once; each run that completed has exactly one final assistant answer, equal
- * to what the echo model says; each client's reassembled text equals that committed answer; no
- * gap and no duplicate in any client's stream.
+ * committed exactly once; each run that completed has exactly one final assistant answer (one
+ * without tool calls), equal to what the echo model says; each client's reassembled text equals
+ * that committed answer; no gap and no duplicate in any client's stream. A run an operator
+ * terminated ends `error` ("terminated") with at most its interrupted partial answer, which its
+ * client saw whole. Then no thread is wedged: a fresh submit on each completes within 30 s and
+ * leaves no run that is not done.
  */
-export async function checkRuns(scenario: string, fleet: Fleet, runs: DrivenRun[], expected: Map<string, string>, faults: number, seconds: number): Promise<ScenarioReport> {
+export async function checkRuns(
+  scenario: string,
+  fleet: Fleet,
+  runs: DrivenRun[],
+  expected: Map<string, string>,
+  faults: number,
+  seconds: number,
+  options: CheckOptions = {},
+): Promise<ScenarioReport> {
   const report: ScenarioReport = {
     scenario,
     runsDriven: runs.length,
@@ -290,8 +365,13 @@ export async function checkRuns(scenario: string, fleet: Fleet, runs: DrivenRun[
     streamGaps: 0,
     duplicateEvents: 0,
     textMismatches: 0,
+    terminatedByOperator: 0,
+    wedgedThreads: 0,
     reconnects: 0,
     submitRetries: 0,
+    refusals: 0,
+    slowestRefusalMs: 0,
+    refusalCodes: {},
     streamResets: 0,
     seconds: Math.round(seconds),
     problems: [],
@@ -300,12 +380,19 @@ export async function checkRuns(scenario: string, fleet: Fleet, runs: DrivenRun[
     if (report.problems.length < 40) report.problems.push(`${run.threadId} run ${run.runId ?? '(never accepted)'}: ${what}${run.errors.length ? `\n      client log: ${run.errors.slice(-6).join('\n                  ')}` : ''}`);
   };
   const api = fleet.api();
+  const threadIds = [...new Set([...runs.map((r) => r.threadId), ...(options.moreThreads ?? [])])];
   const logs = new Map<string, any[]>();
-  for (const threadId of new Set(runs.map((r) => r.threadId))) logs.set(threadId, await readThread(api, threadId));
+  for (const threadId of threadIds) logs.set(threadId, await readThread(api, threadId));
 
   for (const run of runs) {
     report.reconnects += run.reconnects;
     report.submitRetries += run.submitAttempts - 1;
+    for (const answer of run.submitAnswers.filter((a) => a.status === 429 || a.status === 503)) {
+      report.refusals++;
+      report.slowestRefusalMs = Math.max(report.slowestRefusalMs, Math.round(answer.ms));
+      const kind = `${answer.status} ${answer.code}`;
+      report.refusalCodes[kind] = (report.refusalCodes[kind] ?? 0) + 1;
+    }
     report.streamResets += run.events.filter((e) => e.type === 'stream_reset').length;
     report.streamGaps += run.gaps;
     report.duplicateEvents += run.duplicates;
@@ -329,13 +416,33 @@ export async function checkRuns(scenario: string, fleet: Fleet, runs: DrivenRun[
       problem(run, `its user message is committed ${userCopies} times`);
     }
     if (record.termination?.type !== run.termination) problem(run, `client saw termination ${run.termination}, record says ${record.termination?.type}`);
+    const answers = log.filter((m) => m.role === 'assistant' && m.runId === run.runId && !m.toolCalls?.length);
+    const text = reassembledText(run);
+
+    if (options.terminatedByOperator?.has(run.runId!)) {
+      if (record.termination?.type !== 'error' || !/terminated/.test(record.termination.detail ?? '')) {
+        problem(run, `terminated by an operator, yet ended ${JSON.stringify(record.termination)}`);
+        continue;
+      }
+      report.terminatedByOperator++;
+      // What the step streamed before the terminate is kept once, marked interrupted; the client saw all of it.
+      if (answers.length > 1) {
+        report.messagesDoubled += answers.length - 1;
+        problem(run, `${answers.length} assistant answers committed`);
+      } else if (answers[0] && answers[0].status !== 'interrupted') {
+        problem(run, `its partial answer is committed as ${answers[0].status}, not interrupted`);
+      } else if (text !== (answers[0]?.content ?? '')) {
+        report.textMismatches++;
+        problem(run, `client text differs from the committed partial answer:\n      client:    ${JSON.stringify(text.slice(0, 300))}\n      committed: ${JSON.stringify(answers[0]?.content.slice(0, 300))}`);
+      }
+      continue;
+    }
     if (record.termination?.type !== 'natural_end') {
       problem(run, `ended ${JSON.stringify(record.termination)}${record.error ? `: ${record.error}` : ''}`);
       continue;
     }
     report.runsCompleted++;
 
-    const answers = log.filter((m) => m.role === 'assistant' && m.runId === run.runId);
     if (answers.length !== 1) {
       if (answers.length === 0) report.messagesLost++;
       else report.messagesDoubled += answers.length - 1;
@@ -345,19 +452,48 @@ export async function checkRuns(scenario: string, fleet: Fleet, runs: DrivenRun[
     const answer = answers[0];
     const want = expected.get(run.content);
     if (answer.content !== want || answer.status !== 'complete') problem(run, `committed answer (${answer.status}) "${answer.content.slice(0, 80)}…" is not the echo reply "${want?.slice(0, 80)}…"`);
-    const text = reassembledText(run);
     if (text !== answer.content) {
       report.textMismatches++;
       problem(run, `client text differs from the committed answer:\n      client:    ${JSON.stringify(text.slice(0, 300))}\n      committed: ${JSON.stringify(answer.content.slice(0, 300))}`);
     }
   }
+
+  const wedged = await probeThreads(fleet, threadIds);
+  report.wedgedThreads = wedged.length;
+  for (const what of wedged) if (report.problems.length < 40) report.problems.push(what);
   return report;
+}
+
+/** How long a fresh run on a thread that is not wedged may take, after the scenario. */
+const PROBE_MS = 30_000;
+
+/**
+ * Whether each thread still works after the scenario: a fresh run, queued behind whatever the
+ * thread still has, completes `natural_end` within 30 s, and then no run of the thread is left
+ * not done. Returns one line per wedged thread.
+ */
+export async function probeThreads(fleet: Fleet, threadIds: string[]): Promise<string[]> {
+  const results = await Promise.all(
+    threadIds.map(async (threadId) => {
+      const nonce = `probe${Math.random().toString(36).slice(2, 10)}`;
+      const probe = await driveRun(fleet.api, threadId, `/long 3 ${nonce}`, 'queue', Date.now() + PROBE_MS);
+      if (!probe.finished || probe.termination !== 'natural_end') {
+        return `${threadId} is wedged: a fresh run ${probe.runId ?? '(never accepted)'} did not complete within ${PROBE_MS / 1000} s (client saw ${probe.finished ? probe.termination : 'no run_finish'}; ${probe.errors.slice(-3).join('; ')})`;
+      }
+      const { items } = await getJson(`${fleet.api()}/v1/threads/${threadId}/runs`);
+      const open = items.filter((r: any) => r.status !== 'done');
+      if (open.length) return `${threadId} is wedged: runs ${open.map((r: any) => `${r.runId} (${r.status})`).join(', ')} are not done after a later run completed`;
+      return undefined;
+    }),
+  );
+  return results.filter((line): line is string => line !== undefined);
 }
 
 /** Writes the report where the global teardown collects it, and logs it now. */
 export function recordReport(report: ScenarioReport, fleet?: Fleet) {
   writeFileSync(join(inject('faultReportsDir'), `${report.scenario.replace(/[^A-Za-z0-9]+/g, '-')}.json`), JSON.stringify(report, null, 2));
   log(`${report.scenario}: ${JSON.stringify({ ...report, problems: report.problems.length })}`);
+  for (const [kind, count] of Object.entries(report.refusalCodes)) log(`  refused ${count} × ${kind}`);
   for (const p of report.problems) log(`  problem: ${p}`);
   if (report.problems.length && fleet) log(`process output:\n${fleet.outputs()}`);
 }
