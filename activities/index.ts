@@ -122,6 +122,14 @@ export function createActivities({ store, agents, flushMs, temporal }: ActivityD
       await storeCall(() => store.finishRun(args.runId, args.termination, { fence: args.fence, error, tenant: args.tenant }));
     },
 
+    /** Finishes many runs the same way (the queue an interrupt superseded): one activity, not one per run. */
+    async finishRuns(args: { tenant: string; runIds: string[]; termination: Termination }) {
+      for (const runId of args.runIds) {
+        await storeCall(() => store.finishRun(runId, args.termination, { tenant: args.tenant }));
+        Context.current().heartbeat();
+      }
+    },
+
     async commitMessages(args: { ref: ThreadRef; messages: NewMessage[]; expectedVersion?: number }) {
       const result = await storeCall(() => store.commitMessages(args.ref, args.messages, args.expectedVersion));
       return { firstSeq: result.firstSeq, lastSeq: result.lastSeq };

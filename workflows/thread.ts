@@ -175,9 +175,8 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
       // Steering the interrupted run returned is superseded input: committed just ahead of this run's.
       const steeringRunIds = await absorbCleanups('carry');
       const { superseded } = mailbox.putFirst(dispatch, steeringRunIds);
-      for (const runId of [...superseded.map((d) => d.runId), ...steeringRunIds]) {
-        await store.finishRun({ runId, tenant, termination: { type: 'superseded', detail: `superseded by ${submit.runId}` } });
-      }
+      const runIds = [...superseded.map((d) => d.runId), ...steeringRunIds];
+      if (runIds.length) await store.finishRuns({ tenant, runIds, termination: { type: 'superseded', detail: `superseded by ${submit.runId}` } });
       return { ...ids, status: 'running' };
     }
 
@@ -335,9 +334,9 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
     // No run supersedes them, so their input is committed now (before they are marked ended): an accepted message is never dropped.
     const runIds = superseded.flatMap((d) => [...d.carriedRunIds, d.runId]);
     if (runIds.length) await store.commitPendingInput({ ref, runIds });
-    for (const old of superseded) {
-      await store.finishRun({ runId: old.runId, tenant, termination: { type: 'superseded', detail: 'the thread was interrupted' } });
-    }
+    const termination = { type: 'superseded', detail: 'the thread was interrupted' } as const;
+    if (v2 && superseded.length) await store.finishRuns({ tenant, runIds: superseded.map((d) => d.runId), termination });
+    if (!v2) for (const old of superseded) await store.finishRun({ runId: old.runId, tenant, termination });
     return { threadId, cancelledRunId, supersededRunIds: superseded.map((d) => d.runId) };
   }
 

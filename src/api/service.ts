@@ -21,7 +21,7 @@ import {
 } from '../../workflows/types.js';
 import type { OperationalCounts } from '../store/store.js';
 import { ApiError, notFound } from './errors.js';
-import { TemporalCalls, TemporalLink } from './temporal-calls.js';
+import { NotAdmitted, TemporalCalls, TemporalLink } from './temporal-calls.js';
 import type { DurableMessageBody, SubmitBody } from './schemas.js';
 
 const ThreadIdKey = defineSearchAttributeKey('ThreadId', 'KEYWORD');
@@ -196,7 +196,7 @@ export class ThreadboxService {
       );
     } catch (err) {
       const apiError = toApiError(err);
-      if (claimed && apiError instanceof ApiError && apiError.code === 'thread_busy') await this.store.releaseSubmitKey(ref.tenant, idempotencyKey!).catch(() => {});
+      if (claimed && apiError instanceof NotAdmitted) await this.store.releaseSubmitKey(ref.tenant, idempotencyKey!).catch(() => {});
       throw apiError;
     }
   }

@@ -1,6 +1,5 @@
 // The API's calls to Temporal: bounded per workflow and per process, bounded in time, and answered in the contract's codes.
 import { status as grpcStatus, type Interceptor, type StatusObject } from '@grpc/grpc-js';
-import proto from '@temporalio/proto';
 import {
   defaultGrpcRetryOptions,
   isGrpcServiceError,
@@ -32,6 +31,8 @@ export const FAIL_FAST_MS = 1500;
 export const SLOW_ACCEPT_MS = 1000;
 /** However slow the takes, this many updates may be in flight in one API process. */
 const MIN_IN_FLIGHT = 4;
+/** Where the limit starts: a cold worker takes a first burst in slowly, and the limit grows as takes stay fast. */
+const INITIAL_IN_FLIGHT = 16;
 /** The most the gRPC channel waits between attempts to reconnect: Temporal's return is seen within about this long. */
 const MAX_RECONNECT_BACKOFF_MS = 1000;
 
@@ -58,8 +59,9 @@ export class TemporalLink {
  * retry as the SDK's do, except that a retry never starts past the call's deadline (the SDK's would,
  * which is how a 4 s deadline became a 9 s wait), none starts once Temporal has been unreachable for
  * UNREACHABLE_FOR_MS (a reachable Temporal that is slow to answer is waited for, up to the deadline),
- * and a workflow's full update slots are not retried (the SDK backs off for a minute): the thread is
- * busy, and the client is told so at once.
+ * and RESOURCE_EXHAUSTED is not retried (the SDK backs off for up to a minute): a workflow whose
+ * update slots are full, whose lock is taken or which is continuing as new is busy, and the client is
+ * told so at once, as it is when Temporal sheds load.
  */
 export function apiConnectionOptions(address: string, link: TemporalLink): ConnectionOptions {
   return {
@@ -79,8 +81,7 @@ function retryWithinDeadline(link: TemporalLink): Interceptor {
     return makeGrpcRetryInterceptor({
       retryableDecider(attempt, status) {
         link.note(status);
-        if (status.code === grpcStatus.RESOURCE_EXHAUSTED && UPDATE_SLOTS_FULL.test(statusMessages(status))) return false;
-        if (!sdk.retryableDecider(attempt, status)) return false;
+        if (status.code === grpcStatus.RESOURCE_EXHAUSTED || !sdk.retryableDecider(attempt, status)) return false;
         delay = sdk.delayFunction(attempt, status);
         const retryAt = Date.now() + delay;
         unreachableSince = status.code === grpcStatus.UNAVAILABLE ? (unreachableSince ?? Date.now()) : undefined;
@@ -92,25 +93,6 @@ function retryWithinDeadline(link: TemporalLink): Interceptor {
   };
 }
 
-/** The messages of a status, with those of each operation of an Update-With-Start's failure (inside the binary details). */
-function statusMessages(status: StatusObject): string {
-  const messages = [status.details];
-  const [details] = status.metadata?.get('grpc-status-details-bin') ?? [];
-  if (details instanceof Buffer) {
-    try {
-      for (const any of proto.google.rpc.Status.decode(details).details) {
-        if (!any.type_url?.endsWith('.MultiOperationExecutionFailure') || !any.value) continue;
-        for (const op of proto.temporal.api.errordetails.v1.MultiOperationExecutionFailure.decode(any.value).statuses) messages.push(op.message ?? '');
-      }
-    } catch {
-      // details that do not decode: the top-level message is all there is
-    }
-  }
-  return messages.join('; ');
-}
-
-/** Temporal's per-workflow limit of in-flight updates (10 by default): nothing was admitted. */
-const UPDATE_SLOTS_FULL = /in-flight updates/;
 /** RESOURCE_EXHAUSTED causes that concern one workflow: its update slots, its lock, its continue-as-new. */
 const WORKFLOW_BUSY = /in-flight updates|workflow is busy|workflow is closing/i;
 const UNREACHABLE = new Set<number>([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED, grpcStatus.CANCELLED]);
@@ -148,9 +130,10 @@ export interface TemporalCallLimits {
  * Per workflow at most `maxInFlightPerWorkflow` run at once in this process, and none joins a line
  * whose oldest has waited `busyAfterMs`; one more is refused at once with `thread_busy`. Over all
  * workflows the limit adapts to how fast updates are taken in (the workers' backlog): it halves when
- * one took over SLOW_ACCEPT_MS (at most once per SLOW_ACCEPT_MS) and grows by one with each fast one,
- * between MIN_IN_FLIGHT and `maxInFlight`. A burst past what the workers take in is refused at once
- * with `rate_limited` rather than left to wait. Nothing refused reaches Temporal.
+ * one took over SLOW_ACCEPT_MS (at most once per SLOW_ACCEPT_MS) and grows by one after as many fast
+ * ones as the limit, between MIN_IN_FLIGHT and `maxInFlight`, from INITIAL_IN_FLIGHT. A burst past what the workers take
+ * in is refused at once with `rate_limited` rather than left to wait. Nothing refused reaches Temporal
+ * (a NotAdmitted).
  */
 export class TemporalCalls {
   /** per workflow, the start times of its updates in flight here, oldest first */
@@ -158,20 +141,21 @@ export class TemporalCalls {
   private total = 0;
   private limit: number;
   private lastCut = 0;
+  private fastSinceChange = 0;
 
   constructor(
     private readonly client: Client,
     private readonly link: TemporalLink,
     private readonly limits: TemporalCallLimits,
   ) {
-    this.limit = limits.maxInFlight;
+    this.limit = Math.min(limits.maxInFlight, INITIAL_IN_FLIGHT);
   }
 
   async update<R>(workflowId: string, start: () => Promise<WorkflowUpdateHandle<R>>): Promise<R> {
     const unreachable = this.link.unreachableWithin(FAIL_FAST_MS);
-    if (unreachable !== undefined) throw temporalUnavailable(`unreachable (${unreachable})`);
+    if (unreachable !== undefined) throw new NotAdmitted('unavailable', `temporal unavailable: unreachable (${unreachable})`);
     if (this.total >= this.limit) {
-      throw new ApiError('rate_limited', `this API instance has ${this.total} requests in flight to Temporal, as many as its workers take in now; retry after the Retry-After delay`, 1);
+      throw new NotAdmitted('rate_limited', `this API instance has ${this.total} requests in flight to Temporal, as many as its workers take in now; retry after the Retry-After delay`, 1);
     }
     const line = this.inFlight.get(workflowId) ?? [];
     const started = Date.now();
@@ -196,13 +180,17 @@ export class TemporalCalls {
     }
   }
 
+  /** TCP's congestion avoidance, with the time to be taken in as the signal: one more per limit's worth of fast takes, half on a slow one. */
   private adaptLimit(acceptMs: number) {
     if (acceptMs <= SLOW_ACCEPT_MS) {
+      if (++this.fastSinceChange < this.limit) return;
       this.limit = Math.min(this.limits.maxInFlight, this.limit + 1);
-    } else if (Date.now() - this.lastCut >= SLOW_ACCEPT_MS) {
+    } else {
+      if (Date.now() - this.lastCut < SLOW_ACCEPT_MS) return;
       this.limit = Math.max(MIN_IN_FLIGHT, Math.floor(this.limit / 2));
       this.lastCut = Date.now();
     }
+    this.fastSinceChange = 0;
   }
 
   /** Readiness of Temporal: "ok", or why not, within `ms`. */
@@ -216,7 +204,10 @@ export class TemporalCalls {
   }
 }
 
-const threadBusy = (why: string) => new ApiError('thread_busy', `${why}; retry after the Retry-After delay`);
+/** A refusal of a request that no workflow has seen: it wrote nothing, and its Idempotency-Key may be used afresh. */
+export class NotAdmitted extends ApiError {}
+
+const threadBusy = (why: string) => new NotAdmitted('thread_busy', `${why}; retry after the Retry-After delay`);
 const temporalUnavailable = (why: string) => new ApiError('unavailable', `temporal unavailable: ${why}`);
 
 /** Transport failures become the contract's codes; the workflow's own answers (rejections, not found) pass unchanged. */
@@ -224,7 +215,8 @@ function transportError(err: unknown, onDeadline: string): unknown {
   const cause = grpcCause(err);
   if (!cause) return err;
   if (cause.code === grpcStatus.RESOURCE_EXHAUSTED) {
-    // Temporal refused the workflow's update (with other API processes' updates in flight, say): nothing was admitted.
+    // Temporal refused the workflow's update (its slots full with other API processes' updates, its lock taken,
+    // its continue-as-new under way): nothing was admitted.
     if (WORKFLOW_BUSY.test(cause.details)) return threadBusy(`Temporal refused the request: ${cause.details}`);
     return temporalUnavailable(describeTemporalError(err));
   }

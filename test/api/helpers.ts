@@ -33,13 +33,13 @@ export async function startTenantStack(opts: { env?: Record<string, string>; wor
 export const TABLES = ['threads', 'messages', 'runs', 'pending_input', 'dispatches', 'run_events'] as const;
 export type RowCounts = Record<(typeof TABLES)[number], number>;
 
-/** Rows of every table that belong to `tenant` (pending_input through its runs). */
+/** Rows of every table that belong to `tenant`. */
 export async function rowCounts(pool: pg.Pool, tenant: string): Promise<RowCounts> {
   const { rows } = await pool.query(
     `SELECT (SELECT count(*) FROM threads WHERE tenant = $1) AS threads,
             (SELECT count(*) FROM messages WHERE tenant = $1) AS messages,
             (SELECT count(*) FROM runs WHERE tenant = $1) AS runs,
-            (SELECT count(*) FROM pending_input p JOIN runs r USING (run_id) WHERE r.tenant = $1) AS pending_input,
+            (SELECT count(*) FROM pending_input WHERE tenant = $1) AS pending_input,
             (SELECT count(*) FROM dispatches WHERE tenant = $1) AS dispatches,
             (SELECT count(*) FROM run_events WHERE tenant = $1) AS run_events`,
     [tenant],

@@ -5,6 +5,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startTemporalDevServer, type RunningTemporal } from '../../src/infra/temporal-server.js';
@@ -65,6 +66,22 @@ async function timed(method: string, path: string, opts: { body?: unknown; heade
 const submit = (threadId: string, content: string, idempotencyKey: string) =>
   timed('POST', `/v1/threads/${threadId}/runs`, { body: { messages: [{ role: 'user', content }], mode: 'queue' }, headers: { 'idempotency-key': idempotencyKey } });
 
+/**
+ * When Temporal answers again, as a fresh connection sees it: one with a subchannel of its own, since
+ * grpc shares subchannels between connections with the same options, reconnect backoff included.
+ */
+async function firstAnswer(address: string): Promise<number> {
+  for (;;) {
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 500, channelArgs: { 'grpc.use_local_subchannel_pool': 1 } });
+      await connection.close();
+      return Date.now();
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 async function runEnded(runId: string) {
   return eventually(async () => {
     const res = await timed('GET', `/v1/runs/${runId}`);
@@ -99,25 +116,35 @@ it('with Temporal down a submit answers 503 unavailable with Retry-After within 
   const interrupt = await timed('POST', `/v1/threads/${before}/interrupt`);
   const health = await timed('GET', '/health');
   console.log(`[outage] Temporal down: submit 503 in ${first.ms} ms, again in ${second.ms} ms, interrupt in ${interrupt.ms} ms, /health ${health.status} in ${health.ms} ms`);
+  // Soft: every broken promise of the outage is reported, not only the first.
   for (const res of [first, second, interrupt]) {
-    expect(errorCode(res)).toBe('unavailable');
-    expect(res.json.error).toMatch(/^temporal unavailable: /);
-    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    expect(res.ms).toBeLessThan(5000);
+    expect.soft(errorCode(res)).toBe('unavailable');
+    expect.soft(res.json.error).toMatch(/^temporal unavailable: /);
+    expect.soft(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect.soft(res.ms).toBeLessThan(5000);
   }
-  expect(second.ms).toBeLessThan(1000);
-  expect(interrupt.ms).toBeLessThan(1000);
-  expect(health.status).toBe(503);
-  expect(health.json).toMatchObject({ status: 'unavailable', postgres: 'ok', temporal: expect.stringMatching(/^down: /), error: 'temporal unavailable' });
-  expect(Number(health.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-  expect(await rowCounts(pool, tenant)).toEqual(written);
+  expect.soft(second.ms).toBeLessThan(1000);
+  expect.soft(interrupt.ms).toBeLessThan(1000);
+  expect.soft(health.status).toBe(503);
+  expect.soft(health.json).toMatchObject({ status: 'unavailable', postgres: 'ok', temporal: expect.stringMatching(/^down: /), error: 'temporal unavailable' });
+  expect.soft(Number(health.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  expect.soft(await rowCounts(pool, tenant)).toEqual(written);
 
-  // Down for about 6 s in all, then back on the same port and history.
-  await new Promise((r) => setTimeout(r, Math.max(0, 6000 - (Date.now() - down))));
-  await startTemporal();
-  const back = Date.now();
+  // A load balancer probes /health from now on, as it would: the API's connection keeps trying Temporal.
+  let probing = true;
+  const probes = (async () => {
+    while (probing) {
+      await timed('GET', '/health');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+
+  // Down for about 8 s in all, then back on the same port and history.
+  await new Promise((r) => setTimeout(r, Math.max(0, 8000 - (Date.now() - down))));
+  const restarted = startTemporal();
+  const back = await firstAnswer(`127.0.0.1:${temporalPort}`);
   let healthyAfter: number | undefined;
-  while (Date.now() - back < 10_000) {
+  while (Date.now() - back < 30_000) {
     const res = await timed('GET', '/health');
     if (res.status === 200) {
       healthyAfter = Date.now() - back;
@@ -125,9 +152,11 @@ it('with Temporal down a submit answers 503 unavailable with Retry-After within 
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  console.log(`[outage] /health ok ${healthyAfter} ms after Temporal was back`);
-  expect(healthyAfter).toBeDefined();
-  expect(healthyAfter!).toBeLessThanOrEqual(2000);
+  probing = false;
+  await probes;
+  await restarted;
+  console.log(`[outage] /health ok ${healthyAfter} ms after Temporal answered again`);
+  expect.soft(healthyAfter ?? Infinity).toBeLessThanOrEqual(2000);
 
   // The client retries with its key, waiting as told, until the submit is accepted.
   let accepted: Awaited<ReturnType<typeof submit>> | undefined;
@@ -148,4 +177,4 @@ it('with Temporal down a submit answers 503 unavailable with Retry-After within 
   expect(await userMessages(threadId)).toEqual([content]);
   const runs = await timed('GET', `/v1/threads/${threadId}/runs`);
   expect(runs.json.items).toHaveLength(1);
-}, 120_000);
+}, 180_000);
