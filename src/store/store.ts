@@ -260,7 +260,8 @@ export class Store {
   /**
    * Records a queued run, its durable pending input, its dispatch and a `run_queued` event. The run id
    * is claimed by the primary key (tenant, run_id), so of two concurrent claims exactly one inserts.
-   * A repeat of the same claim (same thread, same request hash) returns the run with `created: false`;
+   * A retry of the same call (same dispatch id) returns the run with `created: true`; a repeat of the same
+   * claim by another request (same thread, same request hash) returns it with `created: false`;
    * a claim by another thread is `conflict`, by the same thread with another request `idempotency_conflict`.
    */
   async createRun(ref: ThreadRef, run: NewRun): Promise<RunRecord & { created: boolean }> {
@@ -274,6 +275,8 @@ export class Store {
       );
       if (!inserted.rowCount) {
         const existing = await requireRun(client, run.runId, ref.tenant);
+        // The same dispatch: a retry of this very call whose first attempt committed (its worker died before reporting).
+        if (existing.threadId === ref.threadId && existing.dispatchId === run.dispatchId) return { ...existing, created: true };
         if (existing.threadId !== ref.threadId) throw new StoreError('conflict', `run id ${run.runId} is already used by another thread`);
         if (run.requestHash && existing.requestHash && existing.requestHash !== run.requestHash) {
           throw new StoreError('idempotency_conflict', `run id ${run.runId} was already submitted with a different request`);

@@ -44,6 +44,21 @@ async function eventTypes(runId: string) {
 }
 
 describe('run records', () => {
+  it('a run id is claimed once: a retry of the same createRun is still the creator, another request for it is not, another thread is refused', async () => {
+    const ref = newThread();
+    const runId = `run-${randomUUID()}`;
+    const claim = { runId, dispatchId: `d-${runId}`, agentId: 'default', mode: 'queue', epoch: 0, input: [{ role: 'user' as const, content: 'once' }], requestHash: 'h1' };
+    expect((await store.createRun(ref, claim)).created).toBe(true);
+    // The activity retried after its first attempt committed (its worker was killed before reporting).
+    expect((await store.createRun(ref, claim)).created).toBe(true);
+    // The same request again, as a new dispatch: a duplicate, answered with the first run.
+    expect((await store.createRun(ref, { ...claim, dispatchId: `d2-${runId}` })).created).toBe(false);
+    await expect(store.createRun(ref, { ...claim, dispatchId: `d3-${runId}`, requestHash: 'h2' })).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    await expect(store.createRun(newThread(), { ...claim, dispatchId: `d4-${runId}` })).rejects.toMatchObject({ code: 'conflict' });
+    expect((await store.listRuns(ref)).length).toBe(1);
+    expect((await store.listDispatches(ref)).length).toBe(1);
+  });
+
   it('a run goes queued → running → waiting → running → done, and the thread projection follows', async () => {
     const ref = newThread();
     const runId = `run-${randomUUID()}`;
