@@ -8,7 +8,7 @@ import { sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { builtinTools, executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
 import { afterStepFence, toolResultFence, type ApprovalTicket, type Dispatch, type InputMessage, type RunClosure, type StoredMailbox } from '../workflows/types.js';
-import { isStoreOutage } from '../src/store/errors.js';
+import { isConstraintViolation, isRejectedData, isStoreOutage } from '../src/store/errors.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
 
 export interface ActivityDeps {
@@ -31,6 +31,27 @@ interface ToolArgs {
   reason?: string;
 }
 
+/**
+ * Runs an activity's work so that a store outage (raw, or already classified `store_unavailable`) is
+ * retried for STORE_OUTAGE_BUDGET_MS since the activity was first scheduled, however many attempts that
+ * takes, and any other retryable failure `attempts` times. Past either, the failure is made final, with
+ * `finalType` as its type (else its own).
+ */
+async function withRetryBudget<T>(work: () => Promise<T>, attempts: number, finalType?: string): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
+    const failure = err instanceof ApplicationFailure ? err : undefined;
+    const { attempt, scheduledTimestampMs } = Context.current().info;
+    const outage = isStoreOutage(err) || failure?.type === 'store_unavailable';
+    const givesUp = outage ? Date.now() - scheduledTimestampMs > STORE_OUTAGE_BUDGET_MS : attempt >= attempts;
+    if (!givesUp) throw err;
+    const type = finalType ?? failure?.type ?? (err as Error).name;
+    throw ApplicationFailure.create({ type, message: (err as Error).message, details: failure?.details as unknown[], nonRetryable: true, cause: err as Error });
+  }
+}
+
 /** Attempts a tool call gets for failures other than a store outage. */
 const TOOL_ATTEMPTS = 3;
 /** Attempts a model step gets for the model's own transient errors (429, 5xx, dropped streams). */
@@ -50,8 +71,7 @@ async function storeCall<T>(work: () => Promise<T>): Promise<T> {
     if (err instanceof StoreError && err.code !== 'version_conflict') {
       throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
     }
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && (code.startsWith('22') || (code.startsWith('23') && code !== '23505'))) {
+    if (isRejectedData(err) || isConstraintViolation(err)) {
       throw ApplicationFailure.create({ type: 'invalid_data', message: `the store refused the data: ${(err as Error).message}`, nonRetryable: true });
     }
     throw err;
@@ -217,30 +237,11 @@ export function createActivities({ store, agents, flushMs, temporal }: ActivityD
      * time (STORE_OUTAGE_BUDGET_MS since the step was first scheduled), however many attempts that takes.
      */
     async modelStep(input: ModelStepInput) {
-      try {
-        return await runModelStep({ store, agents, flushMs }, input);
-      } catch (err) {
-        const { attempt, scheduledTimestampMs } = Context.current().info;
-        if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
-        const failure = err instanceof ApplicationFailure ? err : undefined;
-        const outOfTime = Date.now() - scheduledTimestampMs > STORE_OUTAGE_BUDGET_MS;
-        const givesUp = failure?.type === 'store_unavailable' ? outOfTime : attempt >= MODEL_ATTEMPTS;
-        if (!givesUp) throw err;
-        throw ApplicationFailure.create({ type: failure?.type ?? (err as Error).name, message: (err as Error).message, details: failure?.details as unknown[], nonRetryable: true, cause: err as Error });
-      }
+      return withRetryBudget(() => runModelStep({ store, agents, flushMs }, input), MODEL_ATTEMPTS);
     },
 
     async runTool(args: ToolArgs) {
-      try {
-        return await runToolOnce(args);
-      } catch (err) {
-        const { attempt, scheduledTimestampMs } = Context.current().info;
-        if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
-        // A store outage is ridden out by time; anything else gets TOOL_ATTEMPTS attempts.
-        const givesUp = isStoreOutage(err) ? Date.now() - scheduledTimestampMs > STORE_OUTAGE_BUDGET_MS : attempt >= TOOL_ATTEMPTS;
-        if (givesUp) throw ApplicationFailure.create({ type: 'tool_failed', message: (err as Error).message, nonRetryable: true, cause: err as Error });
-        throw err;
-      }
+      return withRetryBudget(() => runToolOnce(args), TOOL_ATTEMPTS, 'tool_failed');
     },
   };
 

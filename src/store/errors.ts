@@ -35,6 +35,12 @@ export function isRejectedData(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
+/** True for a write that breaks a constraint (SQLSTATE class 23) other than a unique key, which callers treat as a lost race: the same write breaks it again. */
+export function isConstraintViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('23') && code !== '23505';
+}
+
 /** A one-line description naming the driver's code, also for an AggregateError whose own message is empty. */
 export function describeStoreError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
