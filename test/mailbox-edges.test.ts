@@ -54,6 +54,13 @@ async function waitForEvent(runId: string, type: string) {
   return eventually(async () => (await stack.store.readEvents(runId, 0, 10_000)).find((e) => e.type === type), 30_000, `${type} on ${runId}`);
 }
 
+/** How many executions the thread's workflow has had (more than one after a continue-as-new). */
+async function threadExecutions(threadId: string) {
+  let n = 0;
+  for await (const _ of stack.temporal.workflow.list({ query: `WorkflowId = "${threadWorkflowId('default', threadId)}"` })) n++;
+  return n;
+}
+
 const userContents = async (threadId: string) => (await log(threadId)).filter((m) => m.role === 'user').map((m) => m.content);
 
 describe('steering', () => {
@@ -70,12 +77,40 @@ describe('steering', () => {
         }
         const statuses = (await Promise.all(answers)).map((a) => a.status);
         expect(statuses.every((s) => s === 202)).toBe(true);
+        // A steer answered `steered` that reached the run as it ended is handed back to the thread and queued
+        // moments after the run's record reads done: wait for every message, then for every run to end.
+        await eventually(async () => ((await userContents(threadId)).length >= 31 ? true : undefined), 30_000, 'all 31 messages to be committed');
         await threadSettled(threadId);
         const users = await userContents(threadId);
         expect([...users].sort()).toEqual(['/slow 5 /long 4 go', ...Array.from({ length: 30 }, (_, i) => `steer ${i}`)].sort());
       }),
     );
   }, 240_000);
+
+  it('steering handed back while the thread continues-as-new is committed exactly once (3 threads, 80 submits each)', async () => {
+    const executions: number[] = [];
+    await Promise.all(
+      Array.from({ length: 3 }, async (_, t) => {
+        const threadId = uniqueId('can-steer');
+        const answers = [];
+        for (let i = 0; i < 80; i++) {
+          // A steady stream: short runs start and end while steering keeps reaching them as they end.
+          answers.push(submit(threadId, i % 10 === 0 ? `/slow 5 /long 4 run ${t}.${i}` : `steer ${t}.${i}`, { mode: i % 10 === 0 ? 'queue' : 'steer' }));
+          await sleep(15);
+        }
+        const statuses = (await Promise.all(answers)).map((a) => a.status);
+        expect(statuses.every((s) => s === 202)).toBe(true);
+        await eventually(async () => ((await userContents(threadId)).length >= 80 ? true : undefined), 60_000, 'all 80 messages to be committed');
+        await threadSettled(threadId);
+        const users = await userContents(threadId);
+        expect([...users].sort()).toEqual(Array.from({ length: 80 }, (_, i) => (i % 10 === 0 ? `/slow 5 /long 4 run ${t}.${i}` : `steer ${t}.${i}`)).sort());
+        executions.push(await threadExecutions(threadId));
+      }),
+    );
+    // The suite's low continue-as-new limit (400 events) makes these threads continue-as-new amid the steering.
+    console.log(`[steering across continue-as-new] thread executions: ${executions.join(', ')}`);
+    expect(executions.every((n) => n > 1)).toBe(true);
+  }, 300_000);
 
   it('steering pending when a run is interrupted is committed just ahead of the interrupting input, never run after it', async () => {
     const threadId = uniqueId('stale-steer');

@@ -391,6 +391,9 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
     }
     if (canContinueAsNew()) {
       await condition(allHandlersFinished);
+      // While handlers finished, a run may have reported its end with steering (a cleanup) or a handler
+      // may have left work: that is done first, or it would not reach the next execution.
+      if (v2 && !canContinueAsNew()) continue;
       return continueAsNew<typeof threadWorkflow>({
         tenant,
         threadId,

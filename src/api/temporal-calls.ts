@@ -27,8 +27,12 @@ export const ACCEPT_WITHIN_MS = 10_000;
 export const COMPLETE_WITHIN_MS = 30_000;
 /** A call that failed to reach Temporal this recently makes the next ones fail at once instead of waiting out a deadline. */
 export const FAIL_FAST_MS = 1500;
-/** An update that took longer than this to be taken in shows Temporal or its workers behind: fewer are let in. */
-export const SLOW_ACCEPT_MS = 1000;
+/**
+ * An update that took longer than this to be answered (taken in and completed) shows Temporal or its
+ * workers behind: fewer are let in. The whole answer counts, not only the take-in: a loaded worker takes
+ * updates in at once and then is slow to run their activities, and every answer must stay within seconds.
+ */
+export const SLOW_ANSWER_MS = 1500;
 /** However slow the takes, this many updates may be in flight in one API process. */
 const MIN_IN_FLIGHT = 4;
 /** Where the limit starts: a cold worker takes a first burst in slowly, and the limit grows as takes stay fast. */
@@ -129,8 +133,8 @@ export interface TemporalCallLimits {
  * workflow accepts it (Temporal reachable and the workflow answering), then until it completes.
  * Per workflow at most `maxInFlightPerWorkflow` run at once in this process, and none joins a line
  * whose oldest has waited `busyAfterMs`; one more is refused at once with `thread_busy`. Over all
- * workflows the limit adapts to how fast updates are taken in (the workers' backlog): it halves when
- * one took over SLOW_ACCEPT_MS (at most once per SLOW_ACCEPT_MS) and grows by one after as many fast
+ * workflows the limit adapts to how fast updates are answered (the workers' backlog): it halves when
+ * one took over SLOW_ANSWER_MS (at most once per SLOW_ANSWER_MS) and grows by one after as many fast
  * ones as the limit, between MIN_IN_FLIGHT and `maxInFlight`, from INITIAL_IN_FLIGHT. A burst past what the workers take
  * in is refused at once with `rate_limited` rather than left to wait. Nothing refused reaches Temporal
  * (a NotAdmitted).
@@ -169,24 +173,24 @@ export class TemporalCalls {
       const handle = await this.client.withDeadline(Date.now() + ACCEPT_WITHIN_MS, start).catch((err: unknown) => {
         throw transportError(err, `the request was not taken in within ${ACCEPT_WITHIN_MS / 1000} s (is a worker polling?); retry with the same Idempotency-Key`);
       });
-      this.adaptLimit(Date.now() - started);
       return await this.client.withDeadline(Date.now() + COMPLETE_WITHIN_MS, () => handle.result()).catch((err: unknown) => {
         throw transportError(err, `the request was accepted but not completed within ${COMPLETE_WITHIN_MS / 1000} s; retry with the same Idempotency-Key for its answer`);
       });
     } finally {
+      this.adaptLimit(Date.now() - started);
       this.total--;
       line.splice(line.indexOf(started), 1);
       if (line.length === 0) this.inFlight.delete(workflowId);
     }
   }
 
-  /** TCP's congestion avoidance, with the time to be taken in as the signal: one more per limit's worth of fast takes, half on a slow one. */
-  private adaptLimit(acceptMs: number) {
-    if (acceptMs <= SLOW_ACCEPT_MS) {
+  /** TCP's congestion avoidance, with the time to answer as the signal: one more per limit's worth of fast answers, half on a slow one. */
+  private adaptLimit(answerMs: number) {
+    if (answerMs <= SLOW_ANSWER_MS) {
       if (++this.fastSinceChange < this.limit) return;
       this.limit = Math.min(this.limits.maxInFlight, this.limit + 1);
     } else {
-      if (Date.now() - this.lastCut < SLOW_ACCEPT_MS) return;
+      if (Date.now() - this.lastCut < SLOW_ANSWER_MS) return;
       this.limit = Math.max(MIN_IN_FLIGHT, Math.floor(this.limit / 2));
       this.lastCut = Date.now();
     }
