@@ -3,6 +3,7 @@
 // Run it in a clean checkout of the commit to record (see test/histories/README.md):
 //   npx tsx test/histories/record.ts [--out <dir>] [scenario …]
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -411,8 +412,19 @@ class Api {
     return { status: response.status, body: text ? JSON.parse(text) : undefined };
   }
 
+  /** A submit as a careful client makes it: a 429 is retried with the same Idempotency-Key after its Retry-After. */
   async submit(threadId: string, content: string, extra: Record<string, unknown> = {}): Promise<{ runId: string; status: string }> {
-    return expectHttp(await this.request('POST', `/v1/threads/${threadId}/runs`, { messages: [{ role: 'user', content }], ...extra }), 202);
+    const key = `record-${randomUUID()}`;
+    for (;;) {
+      const response = await fetch(`${this.url}/v1/threads/${threadId}/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ messages: [{ role: 'user', content }], ...extra }),
+      });
+      const body = await response.json();
+      if (response.status !== 429) return expectHttp({ status: response.status, body }, 202);
+      await new Promise((r) => setTimeout(r, Number(response.headers.get('retry-after') ?? '1') * 1000));
+    }
   }
 
   async waitForEvent(runId: string, type: string): Promise<any> {
