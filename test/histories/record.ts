@@ -15,6 +15,7 @@ import { startEmbeddedPostgres } from '../../src/infra/postgres.js';
 import { startTemporalDevServer } from '../../src/infra/temporal-server.js';
 import { startThreadbox, type Running } from '../../src/server.js';
 import { bundleWorkflows } from '../../src/temporal/worker.js';
+import { tenantRunWorkflowId } from '../../workflows/types.js';
 import { freePort } from '../ports.js';
 import { historyToJSON } from './history-json.js';
 
@@ -309,7 +310,7 @@ async function recordThread(temporal: Client, api: Api, threadId: string, dir: s
   for (const [i, run] of runs.entries()) {
     let history: History;
     try {
-      history = await temporal.workflow.getHandle(`run:${run.runId}`).fetchHistory();
+      history = await temporal.workflow.getHandle(tenantRunWorkflowId(TENANT, run.runId)).fetchHistory();
     } catch (err) {
       if (isNotFound(err)) continue; // superseded or cancelled before it started
       throw err;
@@ -341,7 +342,7 @@ async function waitUntilSettled(temporal: Client, api: Api, threadId: string): P
     const runs = (await api.request('GET', `/v1/threads/${threadId}/runs`)).body.items as RunRecord[];
     if (runs.some((r) => r.status !== 'done')) return false;
     for (const run of runs) {
-      const open = await temporal.workflow.getHandle(`run:${run.runId}`).describe().then(
+      const open = await temporal.workflow.getHandle(tenantRunWorkflowId(TENANT, run.runId)).describe().then(
         (d) => d.status.name === 'RUNNING',
         (err) => (isNotFound(err) ? false : Promise.reject(err)),
       );
