@@ -2,12 +2,12 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { RunEventBody, Termination } from '../src/events.js';
+import type { RunEventBody, Termination } from '../src/contract/run-events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { builtinTools, executeTool } from '../src/agent/tools.js';
 import { StoreError, type NewMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
-import { afterStepFence, toolResultFence, type ApprovalTicket, type Dispatch, type InputMessage, type RunClosure, type StoredMailbox } from '../workflows/types.js';
+import { afterStepFence, toolResultFence, type ApprovalTicket, type Dispatch, type InputMessage, type RunClosure, type StoredMailbox } from '../src/contract/mailbox.js';
 import { isConstraintViolation, isRejectedData, isStoreOutage } from '../src/store/errors.js';
 import { runModelStep, type ModelStepInput } from './model-step.js';
 

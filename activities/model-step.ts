@@ -3,14 +3,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { APICallError } from '@ai-sdk/provider';
 import { streamText, type ModelMessage } from 'ai';
-import type { RunEventBody, Usage } from '../src/events.js';
+import type { RunEventBody, Usage } from '../src/contract/run-events.js';
 import type { Agent, AgentRegistry } from '../src/agent/agents.js';
 import { contextBudget, contextWindow } from '../src/agent/context.js';
 import { DeltaSanitizer, sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { toAiSdkTools } from '../src/agent/tools.js';
 import { describeStoreError, isRejectedData, isStoreOutage } from '../src/store/errors.js';
 import { StoreError, type CommittedMessage, type Store, type ThreadRef, type ToolCall } from '../src/store/store.js';
-import { modelStepFence } from '../workflows/types.js';
+import { modelStepFence } from '../src/contract/mailbox.js';
 
 export interface ModelStepInput {
   tenant: string;

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { RunEvent, RunEventBody } from '../src/events.js';
+import type { RunEvent, RunEventBody } from '../src/contract/run-events.js';
 import { startEmbeddedPostgres } from '../src/infra/postgres.js';
 import { createPool, migrate } from '../src/store/db.js';
 import { Store, type ThreadRef } from '../src/store/store.js';

@@ -1,9 +1,7 @@
 // Prometheus metrics of one API instance. Each instance has its own registry (not prom-client's
 // global one), so two instances in one process, as in the tests, do not clash.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { TerminationType } from './events.js';
-
-const TERMINATIONS: TerminationType[] = ['natural_end', 'cancelled', 'interrupted', 'superseded', 'error', 'max_steps'];
+import { TERMINATION_TYPES as TERMINATIONS } from './contract/run-events.js';
 
 import type { OperationalCounts } from './store/store.js';
 

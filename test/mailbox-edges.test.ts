@@ -2,9 +2,9 @@
 // actions in the Temporal UI (terminate or cancel a run, terminate a thread), and input that reaches the
 // workflows without passing the API. Each ends with nothing lost, nothing doubled and the thread moving on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submitSignal } from '../workflows/thread.js';
-import { decideUpdate } from '../workflows/run.js';
-import { tenantRunWorkflowId, threadWorkflowId } from '../workflows/types.js';
+import { submitSignal } from '../src/contract/messages.js';
+import { decideUpdate } from '../src/contract/messages.js';
+import { tenantRunWorkflowId, threadWorkflowId } from '../src/contract/mailbox.js';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
 
 let stack: Stack;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
 import { readFileSync } from 'node:fs';
 import { inject } from 'vitest';
-import type { RunEvent } from '../src/events.js';
+import type { RunEvent } from '../src/contract/run-events.js';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
 
 let stack: Stack;

@@ -1,5 +1,5 @@
 // The mailbox's state and rules, free of Temporal so unit tests can drive it without a server.
-import type { Dispatch, MailboxState, StoredMailbox } from './types.js';
+import type { Dispatch, MailboxState, StoredMailbox } from '../src/contract/mailbox.js';
 
 type NewDispatch = Omit<Dispatch, 'epoch' | 'carriedRunIds'>;
 

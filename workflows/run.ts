@@ -3,8 +3,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineSignal,
-  defineUpdate,
   getExternalWorkflowHandle,
   isCancellation,
   patched,
@@ -12,14 +10,11 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { Termination } from '../src/events.js';
+import type { Termination } from '../src/contract/run-events.js';
 import type { Activities } from '../activities/index.js';
-import { afterStepFence, type ApprovalTicket, type Decision, type InputMessage, type RunEnded, type RunWorkflowInput, type StopReason } from './types.js';
+import { decideUpdate, runEndedSignal, steerRunSignal, stopRunSignal } from '../src/contract/messages.js';
+import { afterStepFence, type ApprovalTicket, type InputMessage, type RunWorkflowInput, type StopReason } from '../src/contract/mailbox.js';
 
-export const stopRunSignal = defineSignal<[{ reason: StopReason }]>('stop');
-export const steerRunSignal = defineSignal<[{ messages: InputMessage[] }]>('steer');
-export const decideUpdate = defineUpdate<{ toolCallId: string; duplicate: boolean }, [Decision]>('decide');
-export const runEndedSignal = defineSignal<[RunEnded]>('runEnded');
 
 // Regular, not local, activities: their completions are history events ordered with the signals
 // and updates (stop, steer, decide) around them, which keeps replay deterministic.

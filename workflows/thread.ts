@@ -9,9 +9,6 @@ import {
   condition,
   continueAsNew,
   currentUpdateInfo,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   getExternalWorkflowHandle,
   log,
   patched,
@@ -23,8 +20,19 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { Mailbox } from './mailbox.js';
-import { runEndedSignal, runWorkflow, steerRunSignal, stopRunSignal } from './run.js';
-import type { Termination } from '../src/events.js';
+import { runWorkflow } from './run.js';
+import {
+  cancelRunUpdate,
+  interruptSignal,
+  interruptUpdate,
+  mailboxQuery,
+  runEndedSignal,
+  steerRunSignal,
+  stopRunSignal,
+  submitSignal,
+  submitUpdate,
+} from '../src/contract/messages.js';
+import type { Termination } from '../src/contract/run-events.js';
 import {
   tenantRunWorkflowId,
   unstorableField,
@@ -34,21 +42,13 @@ import {
   type Dispatch,
   type InputMessage,
   type InterruptResult,
-  type MailboxState,
   type RunClosure,
   type RunEnded,
   type StopReason,
   type SubmitInput,
   type SubmitResult,
   type ThreadWorkflowInput,
-} from './types.js';
-
-export const submitUpdate = defineUpdate<SubmitResult, [SubmitInput]>('submit');
-export const cancelRunUpdate = defineUpdate<CancelResult, [{ runId: string }]>('cancelRun');
-export const interruptUpdate = defineUpdate<InterruptResult, []>('interrupt');
-export const submitSignal = defineSignal<[SubmitInput]>('submit');
-export const interruptSignal = defineSignal<[]>('interrupt');
-export const mailboxQuery = defineQuery<MailboxState>('mailbox');
+} from '../src/contract/mailbox.js';
 
 /** How long a foreground submit waits for the run it interrupts to settle. */
 const SETTLE_TIMEOUT = '5 seconds';

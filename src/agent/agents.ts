@@ -4,7 +4,7 @@ import { ConfigError } from '../config.js';
 import { DEFAULT_MAX_STEPS, loadAgentsConfig } from './config.js';
 import { resolveModel, type ProviderEnv } from './models.js';
 import { builtinTools } from './tools.js';
-import type { AgentSettings } from '../../workflows/types.js';
+import type { AgentSettings } from '../contract/mailbox.js';
 
 export { resolveModel } from './models.js';
 

@@ -1,5 +1,6 @@
 // The HTTP contract's shapes, as zod schemas: they validate requests and generate the OpenAPI document.
 import { z } from 'zod';
+import { DISPATCH_STATUSES, MESSAGE_STATUSES, RUN_STATUSES, THREAD_STATUSES, runEventSchema, terminationSchema, usageSchema } from '../contract/run-events.js';
 
 /**
  * A string Postgres can keep: `text` refuses NUL, and an unpaired UTF-16 surrogate has no UTF-8 form.
@@ -60,7 +61,7 @@ export const message = z.object({
   toolCalls: z.array(toolCall).optional(),
   toolCallId: z.string().optional(),
   runId: z.string().optional(),
-  status: z.enum(['complete', 'interrupted']),
+  status: z.enum(MESSAGE_STATUSES),
   metadata: z.record(z.string(), z.unknown()),
   createdAt: z.string(),
 });
@@ -78,7 +79,7 @@ export const messagesPage = z.object({ items: z.array(message), nextCursor: z.nu
 
 export const thread = z.object({
   threadId: z.string(),
-  status: z.enum(['idle', 'queued', 'running', 'waiting']),
+  status: z.enum(THREAD_STATUSES),
   version: z.number(),
   activeRunId: z.string().nullable(),
   queuedRunIds: z.array(z.string()),
@@ -88,10 +89,7 @@ export const thread = z.object({
   updatedAt: z.string(),
 });
 
-export const termination = z.object({
-  type: z.enum(['natural_end', 'cancelled', 'interrupted', 'superseded', 'error', 'max_steps']),
-  detail: z.string().optional(),
-});
+export const termination = terminationSchema;
 
 export const run = z.object({
   runId: z.string(),
@@ -99,12 +97,12 @@ export const run = z.object({
   agentId: z.string(),
   dispatchId: z.string(),
   mode: z.string(),
-  status: z.enum(['queued', 'running', 'waiting', 'done']),
+  status: z.enum(RUN_STATUSES),
   termination: termination.nullable(),
   inputMessageIds: z.array(z.string()),
   waiting: z.unknown(),
   steps: z.number(),
-  usage: z.object({ inputTokens: z.number().optional(), outputTokens: z.number().optional(), inferenceMs: z.number().optional() }),
+  usage: usageSchema,
   error: z.string().nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
@@ -143,7 +141,7 @@ export const interruptResponse = z.object({ threadId: z.string(), cancelledRunId
 export const dispatch = z.object({
   dispatchId: z.string(),
   runId: z.string(),
-  status: z.enum(['queued', 'running', 'done', 'cancelled', 'superseded', 'dead_letter']),
+  status: z.enum(DISPATCH_STATUSES),
   mode: z.string(),
   epoch: z.number(),
   attempts: z.number(),
@@ -157,9 +155,7 @@ export const eventsQuery = z.strictObject({
   limit: pageLimit.default(100),
 });
 
-export const runEvent = z
-  .looseObject({ type: z.string(), id: z.number(), runId: z.string(), threadId: z.string(), seq: z.number(), ts: z.string(), attempt: z.number() })
-  .meta({ id: 'RunEvent' });
+export const runEvent = runEventSchema.meta({ id: 'RunEvent' });
 
 export const eventsPage = z.object({ items: z.array(runEvent), nextCursor: z.number().nullable() });
 

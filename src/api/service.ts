@@ -7,8 +7,7 @@ import type { AgentRegistry } from '../agent/agents.js';
 import { builtinTools } from '../agent/tools.js';
 import type { Store, ThreadRef } from '../store/store.js';
 import type { EventSubscriber, OnEvents, Unsubscribe } from '../store/subscriber.js';
-import { decideUpdate } from '../../workflows/run.js';
-import { cancelRunUpdate, interruptUpdate, submitUpdate, type threadWorkflow } from '../../workflows/thread.js';
+import { cancelRunUpdate, decideUpdate, interruptUpdate, submitUpdate, THREAD_WORKFLOW_TYPE, type ThreadWorkflow } from '../contract/messages.js';
 import {
   durableRunId,
   runWorkflowId,
@@ -18,7 +17,7 @@ import {
   type InterruptResult,
   type SubmitInput,
   type SubmitResult,
-} from '../../workflows/types.js';
+} from '../contract/mailbox.js';
 import type { OperationalCounts } from '../store/store.js';
 import { ApiError, notFound } from './errors.js';
 import { NotAdmitted, TemporalCalls, TemporalLink } from './temporal-calls.js';
@@ -162,7 +161,7 @@ export class ThreadboxService {
 
   /** Reaches the thread workflow, starting it when it is new (or was terminated: it then rebuilds from Postgres). */
   private startThread(ref: ThreadRef) {
-    return new WithStartWorkflowOperation<typeof threadWorkflow>('threadWorkflow', {
+    return new WithStartWorkflowOperation<ThreadWorkflow>(THREAD_WORKFLOW_TYPE, {
       workflowId: threadWorkflowId(ref.tenant, ref.threadId),
       taskQueue: this.taskQueue,
       args: [{ tenant: ref.tenant, threadId: ref.threadId }],

@@ -1,6 +1,6 @@
 // Server-sent events: a pure frame encoder over RunEvent, and one open stream with its limits.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { RunEvent } from '../events.js';
+import type { RunEvent } from '../contract/run-events.js';
 
 /** Which number a stream's `id:` carries: a run stream's `seq`, a thread stream's global `id`. */
 export type CursorOf = (event: RunEvent) => number;

@@ -1,8 +1,8 @@
 // The committed log, run records, pending input, the mailbox projection and the event log.
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
-import type { RunEvent, RunEventBody, Termination, TerminationType, Usage } from '../events.js';
-import { attemptOfFence } from '../../workflows/types.js';
+import type { DispatchStatus, RunEvent, RunEventBody, RunStatus, Termination, TerminationType, ThreadStatus, Usage } from '../contract/run-events.js';
+import { attemptOfFence } from '../contract/mailbox.js';
 
 export const EVENTS_CHANNEL = 'threadbox_events';
 const MAX_CAS_ATTEMPTS = 8;
@@ -53,7 +53,7 @@ export interface CommitResult {
   duplicate: boolean;
 }
 
-export type RunStatus = 'queued' | 'running' | 'waiting' | 'done';
+export type { RunStatus };
 
 export interface RunRecord {
   runId: string;
@@ -81,7 +81,7 @@ export interface RunRecord {
 export interface ThreadRecord {
   threadId: string;
   /** `queued`: no run is active but some wait to start (between two runs, or before the first) */
-  status: 'idle' | 'queued' | 'running' | 'waiting';
+  status: ThreadStatus;
   version: number;
   activeRunId: string | null;
   queuedRunIds: string[];
@@ -101,7 +101,7 @@ export interface OperationalCounts {
 export interface DispatchRecord {
   dispatchId: string;
   runId: string;
-  status: 'queued' | 'running' | 'done' | 'cancelled' | 'superseded' | 'dead_letter';
+  status: DispatchStatus;
   mode: string;
   epoch: number;
   attempts: number;

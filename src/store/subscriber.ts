@@ -3,7 +3,7 @@
 // lost connections, because a notification only says "look", and what is delivered is always
 // read from Postgres from that subscriber's own cursor.
 import pg from 'pg';
-import type { RunEvent } from '../events.js';
+import type { RunEvent } from '../contract/run-events.js';
 import { EVENTS_CHANNEL, type EventsNotification, type Store, type ThreadRef } from './store.js';
 
 export type Unsubscribe = () => void;

@@ -15,7 +15,7 @@ import { startEmbeddedPostgres } from '../../src/infra/postgres.js';
 import { startTemporalDevServer } from '../../src/infra/temporal-server.js';
 import { startThreadbox, type Running } from '../../src/server.js';
 import { bundleWorkflows } from '../../src/temporal/worker.js';
-import { tenantRunWorkflowId } from '../../workflows/types.js';
+import { tenantRunWorkflowId } from '../../src/contract/mailbox.js';
 import { freePort } from '../ports.js';
 import { historyToJSON } from './history-json.js';
 

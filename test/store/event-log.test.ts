@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RunEventBody } from '../../src/events.js';
+import type { RunEventBody } from '../../src/contract/run-events.js';
 import { createPool, migrate } from '../../src/store/db.js';
 import { Store, StoreError, type ThreadRef } from '../../src/store/store.js';
 

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RunEvent, RunEventBody } from '../../src/events.js';
+import type { RunEvent, RunEventBody } from '../../src/contract/run-events.js';
 import { createPool, migrate } from '../../src/store/db.js';
 import { Store, type ThreadRef } from '../../src/store/store.js';
 import { EventSubscriber } from '../../src/store/subscriber.js';

@@ -1,5 +1,6 @@
-// Types shared by the workflows, the activities and the API (types only: safe in the workflow sandbox).
-import type { Termination } from '../src/events.js';
+// The mailbox's shared shapes: what the API, the workflows and the activities pass each other; ids and fences.
+// Types and pure functions only, so the workflow sandbox can import it.
+import type { Termination } from './run-events.js';
 
 export type SubmitMode = 'interrupt' | 'queue' | 'steer';
 
