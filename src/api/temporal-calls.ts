@@ -173,11 +173,17 @@ export class TemporalCalls {
       const handle = await this.client.withDeadline(Date.now() + ACCEPT_WITHIN_MS, start).catch((err: unknown) => {
         throw transportError(err, `the request was not taken in within ${ACCEPT_WITHIN_MS / 1000} s (is a worker polling?); retry with the same Idempotency-Key`);
       });
-      return await this.client.withDeadline(Date.now() + COMPLETE_WITHIN_MS, () => handle.result()).catch((err: unknown) => {
+      const result = await this.client.withDeadline(Date.now() + COMPLETE_WITHIN_MS, () => handle.result()).catch((err: unknown) => {
         throw transportError(err, `the request was accepted but not completed within ${COMPLETE_WITHIN_MS / 1000} s; retry with the same Idempotency-Key for its answer`);
       });
-    } finally {
       this.adaptLimit(Date.now() - started);
+      return result;
+    } catch (err) {
+      // A workflow's refusal is an answer and counts; an unreachable Temporal says nothing of the workers'
+      // pace (and must keep being answered 503 unavailable, not 429).
+      if (!(err instanceof ApiError && err.code === 'unavailable')) this.adaptLimit(Date.now() - started);
+      throw err;
+    } finally {
       this.total--;
       line.splice(line.indexOf(started), 1);
       if (line.length === 0) this.inFlight.delete(workflowId);
