@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startThreadbox, type Running } from '../../src/server.js';
 import { bundleWorkflows } from '../../src/temporal/worker.js';
+import { tenantRunWorkflowId } from '../../src/contract/mailbox.js';
 import { eventually, startStack, uniqueId, type Stack } from '../stack.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -129,7 +130,7 @@ describe('upgrade from recorded commits', () => {
       expect((await stack.store.getRun(first.body.runId))?.status).toBe('running');
       await startWorker({ code: readFileSync(inject('workflowBundlePath'), 'utf8') });
 
-      const watch = [`thread:default:${threadId}`, `run:${first.body.runId}`];
+      const watch = [`thread:default:${threadId}`, `run:${first.body.runId}`, tenantRunWorkflowId('default', first.body.runId)];
       expect((await runDone(first.body.runId, watch)).termination).toEqual({ type: 'natural_end' });
       expect((await runDone(behind.body.runId, watch)).termination).toEqual({ type: 'natural_end' });
       const log = await stack.store.loadCommittedMessages({ tenant: 'default', threadId });
