@@ -79,7 +79,7 @@ export default fp<SsePluginOptions>(
     // A route hook (route hooks run after the instance's): the cap is judged after auth, before the rate limit.
     const capStreams = streamCap(opts.sseMaxPerKey ?? 50, callerKeyOf(opts.apiKeys));
     app.addHook('onRoute', (route) => {
-      if (route.config?.sse) route.onRequest = [...[route.onRequest ?? []].flat(), capStreams];
+      if (route.config?.sse) route.onRequest = [route.onRequest ?? [], capStreams].flat();
     });
   },
   { name: 'threadbox-sse', decorators: { fastify: ['metrics'] } },
