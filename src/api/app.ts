@@ -46,7 +46,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // External plugins. Order matters below: hooks run in the order they are added.
   await app.register(security, { corsOrigins: opts.corsOrigins });
   await app.register(openapi);
-  // This app's services; the shutdown check, then auth, then the SSE cap and the rate limit (route hooks).
+  // This app's services. A request meets the shutdown check (sse), auth, then the SSE cap and the rate limit:
+  // those two are route hooks, which run after the instance's; auth comes last as it takes its refused-key quota from rateLimit.
   app.decorate('threadbox', opts.service);
   await app.register(observability);
   await app.register(sse, { sse: opts.sse, sseMaxPerKey: opts.sseMaxPerKey, apiKeys: opts.apiKeys, drainTimeoutMs: opts.drainTimeoutMs });
