@@ -28,77 +28,83 @@ export function assertSafeBind(config: Config) {
   }
 }
 
-export async function startThreadbox(
-  config: Config,
-  opts: { databaseUrl: string; temporalAddress: string; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle },
-): Promise<Running> {
+type StartOptions = { databaseUrl: string; temporalAddress: string; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle };
+
+/** What stopping takes: drains first, in parallel, then stops, in reverse order of their start. */
+interface Teardown {
+  drains: (() => Promise<void>)[];
+  stops: (() => Promise<void>)[];
+}
+
+export async function startThreadbox(config: Config, opts: StartOptions): Promise<Running> {
   if (opts.api) assertSafeBind(config);
   const agents = AgentRegistry.fromConfig(config);
   const pool = createPool(opts.databaseUrl, 20);
   await migrate(pool);
   const store = new Store(pool);
-  const stops: (() => Promise<void>)[] = [];
   // Draining comes first and runs in parallel: the API stops accepting and lets requests finish while
   // the worker stops polling and lets its activities finish (or Temporal retries them elsewhere).
-  const drains: (() => Promise<void>)[] = [];
+  const teardown: Teardown = { drains: [], stops: [() => pool.end()] };
   const result: Running = {
     stop: async () => {
-      await Promise.all(drains.splice(0).map((drain) => drain().catch(() => {})));
-      for (const stop of stops.reverse()) await stop().catch(() => {});
+      await Promise.all(teardown.drains.splice(0).map((drain) => drain().catch(() => {})));
+      for (const stop of teardown.stops.reverse()) await stop().catch(() => {});
     },
   };
-  stops.push(() => pool.end());
   try {
-    if (opts.worker) {
-      const { worker, connection } = await createWorker({
-        address: opts.temporalAddress,
-        namespace: config.TEMPORAL_NAMESPACE,
-        taskQueue: config.TEMPORAL_TASK_QUEUE,
-        store,
-        agents,
-        flushMs: config.THREADBOX_FLUSH_MS,
-        workflowBundle: opts.workflowBundle,
-      });
-      const running = worker.run();
-      drains.push(async () => {
-        if (worker.getState() === 'RUNNING') worker.shutdown();
-        await running.catch(() => {});
-      });
-      stops.push(() => connection.close());
-    }
-    if (opts.api) {
-      const link = new TemporalLink();
-      const connection = await Connection.connect(apiConnectionOptions(opts.temporalAddress, link));
-      stops.push(() => connection.close());
-      const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-      const calls = new TemporalCalls(client, link, {
-        maxInFlight: config.THREADBOX_MAX_INFLIGHT_UPDATES,
-        maxInFlightPerWorkflow: config.THREADBOX_MAX_INFLIGHT_PER_THREAD,
-      });
-      const subscriber = new EventSubscriber(store, opts.databaseUrl, { onError: (err) => console.warn('event subscriber:', (err as Error).message) });
-      await subscriber.start();
-      stops.push(() => subscriber.close());
-      const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE, subscriber, calls);
-      const app = await buildApp({
-        service,
-        apiKeys: config.THREADBOX_API_KEYS,
-        logLevel: config.LOG_LEVEL,
-        sse: { heartbeatMs: config.THREADBOX_SSE_HEARTBEAT_MS, maxBufferedBytes: config.THREADBOX_SSE_MAX_BUFFER_BYTES },
-        sseMaxPerKey: config.THREADBOX_SSE_MAX_PER_KEY,
-        rateLimitPerMin: config.THREADBOX_RATE_LIMIT_PER_MIN,
-        corsOrigins: config.THREADBOX_CORS_ORIGINS,
-        drainTimeoutMs: config.THREADBOX_DRAIN_TIMEOUT_MS,
-      });
-      drains.push(() => app.close());
-      await app.listen({ host: config.HOST, port: config.PORT });
-      const address = app.server.address();
-      const port = typeof address === 'object' && address ? address.port : config.PORT;
-      result.app = app;
-      result.url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
-    }
+    if (opts.worker) await startWorker(config, opts, store, agents, teardown);
+    if (opts.api) Object.assign(result, await startApi(config, opts, store, agents, teardown));
   } catch (err) {
     await result.stop();
     throw err;
   }
   return result;
+}
+
+async function startWorker(config: Config, opts: StartOptions, store: Store, agents: AgentRegistry, teardown: Teardown) {
+  const { worker, connection } = await createWorker({
+    address: opts.temporalAddress,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    store,
+    agents,
+    flushMs: config.THREADBOX_FLUSH_MS,
+    workflowBundle: opts.workflowBundle,
+  });
+  const running = worker.run();
+  teardown.drains.push(async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running.catch(() => {});
+  });
+  teardown.stops.push(() => connection.close());
+}
+
+async function startApi(config: Config, opts: StartOptions, store: Store, agents: AgentRegistry, teardown: Teardown): Promise<{ app: FastifyInstance; url: string }> {
+  const link = new TemporalLink();
+  const connection = await Connection.connect(apiConnectionOptions(opts.temporalAddress, link));
+  teardown.stops.push(() => connection.close());
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const calls = new TemporalCalls(client, link, {
+    maxInFlight: config.THREADBOX_MAX_INFLIGHT_UPDATES,
+    maxInFlightPerWorkflow: config.THREADBOX_MAX_INFLIGHT_PER_THREAD,
+  });
+  const subscriber = new EventSubscriber(store, opts.databaseUrl, { onError: (err) => console.warn('event subscriber:', (err as Error).message) });
+  await subscriber.start();
+  teardown.stops.push(() => subscriber.close());
+  const service = new ThreadboxService(store, client, agents, config.TEMPORAL_TASK_QUEUE, subscriber, calls);
+  const app = await buildApp({
+    service,
+    apiKeys: config.THREADBOX_API_KEYS,
+    logLevel: config.LOG_LEVEL,
+    sse: { heartbeatMs: config.THREADBOX_SSE_HEARTBEAT_MS, maxBufferedBytes: config.THREADBOX_SSE_MAX_BUFFER_BYTES },
+    sseMaxPerKey: config.THREADBOX_SSE_MAX_PER_KEY,
+    rateLimitPerMin: config.THREADBOX_RATE_LIMIT_PER_MIN,
+    corsOrigins: config.THREADBOX_CORS_ORIGINS,
+    drainTimeoutMs: config.THREADBOX_DRAIN_TIMEOUT_MS,
+  });
+  teardown.drains.push(() => app.close());
+  await app.listen({ host: config.HOST, port: config.PORT });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  return { app, url: `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}` };
 }

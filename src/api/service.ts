@@ -4,13 +4,11 @@ import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common
 import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { AgentRegistry } from '../agent/agents.js';
-import { builtinTools } from '../agent/tools.js';
 import type { Store, ThreadRef } from '../store/store.js';
 import type { EventSubscriber, OnEvents, Unsubscribe } from '../store/subscriber.js';
 import { cancelRunUpdate, decideUpdate, interruptUpdate, submitUpdate, THREAD_WORKFLOW_TYPE, type ThreadWorkflow } from '../contract/messages.js';
 import {
   durableRunId,
-  runWorkflowId,
   threadWorkflowId,
   type CancelResult,
   type Decision,
