@@ -6,6 +6,7 @@ import {
   type LanguageModelV3Content,
   type LanguageModelV3FinishReason,
   type LanguageModelV3Message,
+  type LanguageModelV3Prompt,
   type LanguageModelV3StreamPart,
   type LanguageModelV3ToolResultOutput,
   type LanguageModelV3Usage,
@@ -129,6 +130,16 @@ export function replyTokens(text: string, longTokens?: number): string[] {
 
 type Unit = { delayed: boolean; parts: LanguageModelV3StreamPart[] };
 
+/** The closing part; its usage counts each word of the prompt as an input token. */
+function finishPart(prompt: LanguageModelV3Prompt, output: number, reason: LanguageModelV3FinishReason['unified']): LanguageModelV3StreamPart {
+  const input = prompt.reduce((n, m) => n + words(messageText(m)).length, 0);
+  const usage: LanguageModelV3Usage = {
+    inputTokens: { total: input, noCache: input, cacheRead: 0, cacheWrite: 0 },
+    outputTokens: { total: output, text: output, reasoning: 0 },
+  };
+  return { type: 'finish', usage, finishReason: { unified: reason, raw: reason } };
+}
+
 function planReply(options: LanguageModelV3CallOptions): { units: Unit[]; slowMs: number } {
   const { prompt } = options;
   const lastUser = prompt.filter((m) => m.role === 'user').at(-1);
@@ -146,18 +157,7 @@ function planReply(options: LanguageModelV3CallOptions): { units: Unit[]; slowMs
     });
   }
 
-  const usage = (output: number): LanguageModelV3Usage => {
-    const input = prompt.reduce((n, m) => n + words(messageText(m)).length, 0);
-    return {
-      inputTokens: { total: input, noCache: input, cacheRead: 0, cacheWrite: 0 },
-      outputTokens: { total: output, text: output, reasoning: 0 },
-    };
-  };
-  const finish = (output: number, reason: LanguageModelV3FinishReason['unified']): LanguageModelV3StreamPart => ({
-    type: 'finish',
-    usage: usage(output),
-    finishReason: { unified: reason, raw: reason },
-  });
+  const finish = (output: number, reason: LanguageModelV3FinishReason['unified']) => finishPart(prompt, output, reason);
   const start: Unit = { delayed: false, parts: [{ type: 'stream-start', warnings: [] }] };
 
   const slowMs = parsed.ok ? parsed.directives.slowMs : 0;

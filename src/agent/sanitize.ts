@@ -1,10 +1,8 @@
 // Makes text that came from a model storable: Postgres keeps neither NUL in text or JSON nor unpaired UTF-16 surrogates in JSON.
 
-const NUL = /\u0000/g;
-
 /** Drops NUL characters and replaces unpaired surrogates with U+FFFD (String.prototype.toWellFormed, Node 20). */
 export function sanitizeText(text: string): string {
-  return text.replace(NUL, '').toWellFormed();
+  return text.replaceAll('\u0000', '').toWellFormed();
 }
 
 /** `sanitizeText` over every string of a JSON value, object keys included. */

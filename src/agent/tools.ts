@@ -45,32 +45,37 @@ export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> 
 
 class CalculatorError extends Error {}
 
+/** Where the parser stands in an arithmetic expression; whitespace is skipped before each look. */
+class ExpressionCursor {
+  pos = 0;
+  constructor(readonly source: string) {}
+
+  peek(): string | undefined {
+    while (this.pos < this.source.length && /\s/.test(this.source[this.pos]!)) this.pos++;
+    return this.source[this.pos];
+  }
+
+  fail(what: string): never {
+    const { source, pos } = this;
+    throw new CalculatorError(pos >= source.length ? `${what} at end of expression` : `${what} "${source[pos]}" at position ${pos + 1}`);
+  }
+}
+
 /** Recursive descent over: expr = term (+|- term)*; term = unary (*|/|% unary)*; unary = -unary | power; power = primary (^ unary)?. */
 export function evaluateArithmetic(source: string): number {
-  let pos = 0;
-  const skip = () => {
-    while (pos < source.length && /\s/.test(source[pos]!)) pos++;
-  };
-  const peek = () => {
-    skip();
-    return source[pos];
-  };
-  const fail = (what: string): never => {
-    throw new CalculatorError(pos >= source.length ? `${what} at end of expression` : `${what} "${source[pos]}" at position ${pos + 1}`);
-  };
-
+  const at = new ExpressionCursor(source);
   const expr = (): number => {
     let value = term();
-    for (let op = peek(); op === '+' || op === '-'; op = peek()) {
-      pos++;
+    for (let op = at.peek(); op === '+' || op === '-'; op = at.peek()) {
+      at.pos++;
       value = op === '+' ? value + term() : value - term();
     }
     return value;
   };
   const term = (): number => {
     let value = unary();
-    for (let op = peek(); op === '*' || op === '/' || op === '%'; op = peek()) {
-      pos++;
+    for (let op = at.peek(); op === '*' || op === '/' || op === '%'; op = at.peek()) {
+      at.pos++;
       const right = unary();
       if (op !== '*' && right === 0) throw new CalculatorError(op === '/' ? 'division by zero' : 'modulo by zero');
       value = op === '*' ? value * right : op === '/' ? value / right : value % right;
@@ -79,37 +84,36 @@ export function evaluateArithmetic(source: string): number {
   };
   // Unary minus binds looser than ^, so -2^2 is -4 as in conventional notation.
   const unary = (): number => {
-    const op = peek();
+    const op = at.peek();
     if (op === '-' || op === '+') {
-      pos++;
+      at.pos++;
       return op === '-' ? -unary() : unary();
     }
     return power();
   };
   const power = (): number => {
     const base = primary();
-    if (peek() !== '^') return base;
-    pos++;
+    if (at.peek() !== '^') return base;
+    at.pos++;
     return base ** unary();
   };
   const primary = (): number => {
-    const c = peek();
-    if (c === '(') {
-      pos++;
+    if (at.peek() === '(') {
+      at.pos++;
       const value = expr();
-      if (peek() !== ')') fail('expected ")" but found');
-      pos++;
+      if (at.peek() !== ')') at.fail('expected ")" but found');
+      at.pos++;
       return value;
     }
-    const match = /^(\d+\.?\d*|\.\d+)/.exec(source.slice(pos));
-    if (!match) return fail('expected a number but found');
-    pos += match[0].length;
+    const match = /^(\d+\.?\d*|\.\d+)/.exec(source.slice(at.pos));
+    if (!match) return at.fail('expected a number but found');
+    at.pos += match[0].length;
     return Number(match[0]);
   };
 
-  if (peek() === undefined) throw new CalculatorError('empty expression');
+  if (at.peek() === undefined) throw new CalculatorError('empty expression');
   const result = expr();
-  if (peek() !== undefined) fail('unexpected');
+  if (at.peek() !== undefined) at.fail('unexpected');
   if (!Number.isFinite(result)) throw new CalculatorError('result is not a finite number');
   return result;
 }

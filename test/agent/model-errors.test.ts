@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { APICallError, InvalidPromptError, InvalidResponseDataError } from '@ai-sdk/provider';
-import { classifyModelError, retryAfterMs } from '../../activities/model-step.js';
+import { classifyModelError, retryAfterMs } from '../../activities/model-errors.js';
 
 const apiError = (statusCode: number | undefined, message = `status ${statusCode}`, extra: Partial<ConstructorParameters<typeof APICallError>[0]> = {}) =>
   new APICallError({ message, url: 'http://provider/v1/chat/completions', requestBodyValues: {}, statusCode, ...extra });
