@@ -1,24 +1,14 @@
 // Agents: which model, system prompt, tools and step budget a run uses.
 import type { LanguageModelV3 } from '@ai-sdk/provider';
 import { ConfigError } from '../config.js';
-import { DEFAULT_MAX_STEPS, loadAgentsConfig } from './config.js';
+import { DEFAULT_MAX_STEPS, loadAgentsConfig, type Agent } from './config.js';
+
+export type { Agent };
 import { resolveModel, type ProviderEnv } from './models.js';
 import { builtinTools } from './tools.js';
 import type { AgentSettings } from '../contract/mailbox.js';
 
 export { resolveModel } from './models.js';
-
-export interface Agent {
-  id: string;
-  model: string;
-  system?: string;
-  tools: string[];
-  maxSteps: number;
-  temperature?: number;
-  /** context budget of a model call; unset: DEFAULT_MAX_CONTEXT_MESSAGES / DEFAULT_MAX_CONTEXT_TOKENS (context.ts) */
-  maxContextMessages?: number;
-  maxContextTokens?: number;
-}
 
 export class AgentRegistry {
   private readonly agents: Map<string, Agent>;

@@ -4,9 +4,21 @@ import { extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
-import type { Agent } from './agents.js';
 import { resolveModel, type ProviderEnv } from './models.js';
 import { builtinTools } from './tools.js';
+
+/** An agent as the config defines it. */
+export interface Agent {
+  id: string;
+  model: string;
+  system?: string;
+  tools: string[];
+  maxSteps: number;
+  temperature?: number;
+  /** context budget of a model call; unset: DEFAULT_MAX_CONTEXT_MESSAGES / DEFAULT_MAX_CONTEXT_TOKENS (context.ts) */
+  maxContextMessages?: number;
+  maxContextTokens?: number;
+}
 
 export const DEFAULT_MAX_STEPS = 10;
 

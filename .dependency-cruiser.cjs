@@ -1,0 +1,54 @@
+// The house drawn from imports: which room may import which. Checked by test/architecture.test.ts.
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    { name: 'no-cycles', severity: 'error', comment: 'every import graph is a tree of rooms: no cycle', from: {}, to: { circular: true } },
+    {
+      name: 'workflows-behind-the-worker',
+      severity: 'error',
+      comment: 'only the worker bundles workflows/ (by path); the API and activities share src/contract/ with them instead',
+      from: { pathNot: '^(workflows|test)/' },
+      to: { path: '^workflows/' },
+    },
+    {
+      name: 'workflows-import-the-contract-only',
+      severity: 'error',
+      comment: 'workflow code is deterministic: it may import the contract and the activities’ types, nothing else of ours',
+      from: { path: '^workflows/' },
+      to: { path: '^src/', pathNot: '^src/contract/' },
+    },
+    {
+      name: 'contract-is-the-floor',
+      severity: 'error',
+      comment: 'src/contract/ is shared by every room, so it imports none of them',
+      from: { path: '^src/contract/' },
+      to: { path: '^(src|activities|workflows|test|bench|testkit|scripts)/', pathNot: '^src/contract/' },
+    },
+    {
+      name: 'store-is-below-the-api-and-agents',
+      severity: 'error',
+      comment: 'the store knows tables, not the API, the agents or the activities',
+      from: { path: '^src/store/' },
+      to: { path: '^(src/api|src/agent|activities|workflows)/' },
+    },
+    {
+      name: 'product-does-not-import-tests',
+      severity: 'error',
+      from: { path: '^(src|activities|workflows|scripts)/' },
+      to: { path: '^(test|bench|testkit)/' },
+    },
+    {
+      name: 'not-to-unresolvable',
+      severity: 'error',
+      from: {},
+      to: { couldNotResolve: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^|/)(node_modules|\\.old-workflows|dist)/' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'], extensions: ['.ts', '.js', '.json'] },
+  },
+};
