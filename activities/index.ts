@@ -150,8 +150,8 @@ export function createActivities({ store, agents, flushMs, temporal }: ActivityD
       }
     },
 
-    async commitMessages(args: { ref: ThreadRef; messages: NewMessage[]; expectedVersion?: number }) {
-      const result = await storeCall(() => store.commitMessages(args.ref, args.messages, args.expectedVersion));
+    async commitMessages(args: { ref: ThreadRef; messages: NewMessage[] }) {
+      const result = await storeCall(() => store.commitMessages(args.ref, args.messages));
       return { firstSeq: result.firstSeq, lastSeq: result.lastSeq };
     },
 
