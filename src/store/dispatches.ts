@@ -1,7 +1,6 @@
-// Dispatches: the mailbox's record of each run it was handed (mode, epoch, attempts), listed per
-// thread and read back to rebuild a thread workflow from Postgres.
-import type pg from 'pg';
-import type { DispatchStatus, RunStatus, Termination } from '../contract/run-events.js';
+// Dispatches: the mailbox's view of each run it was handed (mode, epoch, attempts), read from the runs
+// table, listed per thread and read back to rebuild a thread workflow from Postgres.
+import type { DispatchStatus, RunStatus, TerminationType } from '../contract/run-events.js';
 import type { ThreadRef } from './threads.js';
 import type { Queryable } from './tx.js';
 
@@ -24,48 +23,29 @@ export interface MailboxRows {
   epoch: number;
 }
 
-export async function insertDispatch(
-  client: pg.PoolClient,
-  ref: ThreadRef,
-  dispatch: { dispatchId: string; runId: string; mode: string; epoch: number },
-): Promise<void> {
-  await client.query(`INSERT INTO dispatches (dispatch_id, tenant, thread_id, run_id, mode, status, epoch) VALUES ($1, $2, $3, $4, $5, 'queued', $6)`, [
-    dispatch.dispatchId,
-    ref.tenant,
-    ref.threadId,
-    dispatch.runId,
-    dispatch.mode,
-    dispatch.epoch,
-  ]);
-}
-
-export async function markDispatchRunning(client: pg.PoolClient, tenant: string, runId: string): Promise<void> {
-  await client.query(`UPDATE dispatches SET status = 'running', attempts = attempts + 1, updated_at = now() WHERE tenant = $2 AND run_id = $1`, [runId, tenant]);
-}
-
-export async function markDispatchFinished(client: pg.PoolClient, tenant: string, runId: string, termination: Termination, error: string | null): Promise<void> {
-  const status: DispatchStatus = termination.type === 'superseded' ? 'superseded' : termination.type === 'cancelled' ? 'cancelled' : 'done';
-  await client.query(`UPDATE dispatches SET status = $2, last_error = $3, updated_at = now() WHERE tenant = $4 AND run_id = $1`, [runId, status, error, tenant]);
-}
-
-export async function deleteDispatch(client: pg.PoolClient, tenant: string, runId: string): Promise<void> {
-  await client.query('DELETE FROM dispatches WHERE tenant = $1 AND run_id = $2', [tenant, runId]);
-}
-
 /** The mailbox projection: a thread's dispatches, oldest first. */
 export async function listDispatches(db: Queryable, ref: ThreadRef): Promise<DispatchRecord[]> {
-  const { rows } = await db.query('SELECT * FROM dispatches WHERE tenant = $1 AND thread_id = $2 ORDER BY created_at, dispatch_id', [ref.tenant, ref.threadId]);
+  const { rows } = await db.query('SELECT * FROM runs WHERE tenant = $1 AND thread_id = $2 ORDER BY created_at, dispatch_id', [ref.tenant, ref.threadId]);
   return rows.map((r) => ({
     dispatchId: r.dispatch_id,
     runId: r.run_id,
-    status: r.status,
+    status: dispatchStatus(r.status, r.termination?.type),
     mode: r.mode,
     epoch: Number(r.epoch),
-    attempts: r.attempts,
-    lastError: r.last_error,
+    // a run starts once (startRun is a no-op on a started run)
+    attempts: r.started_at ? 1 : 0,
+    lastError: r.error,
     createdAt: r.created_at.toISOString(),
-    updatedAt: r.updated_at.toISOString(),
+    // a dispatch changes when its run starts and when it ends
+    updatedAt: (r.finished_at ?? r.started_at ?? r.created_at).toISOString(),
   }));
+}
+
+/** A dispatch is running while its run is in progress (waiting included), and ends as its run's termination says. */
+function dispatchStatus(status: RunStatus, termination: TerminationType | undefined): DispatchStatus {
+  if (status === 'queued') return 'queued';
+  if (status !== 'done') return 'running';
+  return termination === 'superseded' || termination === 'cancelled' ? termination : 'done';
 }
 
 /**
@@ -75,8 +55,8 @@ export async function listDispatches(db: Queryable, ref: ThreadRef): Promise<Dis
  */
 export async function loadMailboxRows(db: Queryable, ref: ThreadRef): Promise<MailboxRows> {
   const open = await db.query(
-    `SELECT r.run_id, r.dispatch_id, r.mode, r.agent_id, r.status, r.workflow_id, coalesce(d.epoch, 0) AS epoch
-       FROM runs r LEFT JOIN dispatches d ON d.tenant = r.tenant AND d.run_id = r.run_id
+    `SELECT r.run_id, r.dispatch_id, r.mode, r.agent_id, r.status, r.workflow_id, r.epoch
+       FROM runs r
       WHERE r.tenant = $1 AND r.thread_id = $2 AND r.status <> 'done'
       ORDER BY r.created_at, r.run_id`,
     [ref.tenant, ref.threadId],
@@ -88,7 +68,7 @@ export async function loadMailboxRows(db: Queryable, ref: ThreadRef): Promise<Ma
       ORDER BY r.created_at, r.run_id`,
     [ref.tenant, ref.threadId],
   );
-  const epoch = await db.query('SELECT coalesce(max(epoch), 0) AS epoch FROM dispatches WHERE tenant = $1 AND thread_id = $2', [ref.tenant, ref.threadId]);
+  const epoch = await db.query('SELECT coalesce(max(epoch), 0) AS epoch FROM runs WHERE tenant = $1 AND thread_id = $2', [ref.tenant, ref.threadId]);
   return {
     open: open.rows.map((r) => ({
       runId: r.run_id,

@@ -1,9 +1,9 @@
-// Run records and their legal transitions; each transition updates, in the same transaction, the
-// run's dispatch, pending input and thread, commits its input to the log and records its event.
+// Run records (each also the mailbox's dispatch of the run) and their legal transitions; each
+// transition updates, in the same transaction, the run's pending input and thread, commits its input
+// to the log and records its event.
 import type pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import type { RunStatus, Termination, TerminationType, Usage } from '../contract/run-events.js';
-import { deleteDispatch, insertDispatch, markDispatchFinished, markDispatchRunning } from './dispatches.js';
 import { StoreError } from './errors.js';
 import { appendEventsIn, deleteRunEvents } from './events.js';
 import { appendToLog, type NewMessage } from './messages.js';
@@ -61,7 +61,7 @@ const LEGAL: Record<RunStatus, RunStatus[]> = {
 };
 
 /**
- * Records a queued run, its durable pending input, its dispatch and a `run_queued` event. The run id
+ * Records a queued run (its dispatch), its durable pending input and a `run_queued` event. The run id
  * is claimed by the primary key (tenant, run_id), so of two concurrent claims exactly one inserts.
  * A retry of the same call (same dispatch id) returns the run with `created: true`; a repeat of the same
  * claim by another request (same thread, same request hash) returns it with `created: false`;
@@ -72,13 +72,12 @@ export function createRun(pool: pg.Pool, ref: ThreadRef, run: NewRun): Promise<R
     await ensureThread(client, ref);
     const input = run.input.map((m) => ({ ...m, messageId: m.messageId ?? uuidv7(), runId: run.runId }));
     const inserted = await client.query(
-      `INSERT INTO runs (run_id, tenant, thread_id, agent_id, dispatch_id, mode, status, input_message_ids, workflow_id, request_hash)
-       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) ON CONFLICT (tenant, run_id) DO NOTHING`,
-      [run.runId, ref.tenant, ref.threadId, run.agentId, run.dispatchId, run.mode, input.map((m) => m.messageId), run.workflowId ?? null, run.requestHash ?? null],
+      `INSERT INTO runs (run_id, tenant, thread_id, agent_id, dispatch_id, mode, epoch, status, input_message_ids, workflow_id, request_hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10) ON CONFLICT (tenant, run_id) DO NOTHING`,
+      [run.runId, ref.tenant, ref.threadId, run.agentId, run.dispatchId, run.mode, run.epoch, input.map((m) => m.messageId), run.workflowId ?? null, run.requestHash ?? null],
     );
     if (!inserted.rowCount) return existingClaim(client, ref, run);
     await insertPendingInput(client, ref.tenant, run.runId, input);
-    await insertDispatch(client, ref, run);
     await markRunQueued(client, ref, run.runId);
     await appendEventsIn(client, run.runId, 0, [{ type: 'run_queued', dispatchId: run.dispatchId, mode: run.mode }], ref.tenant);
     return { ...(await requireRun(client, run.runId, ref.tenant)), created: true };
@@ -106,7 +105,6 @@ export async function discardRun(pool: pg.Pool, ref: ThreadRef, runId: string): 
     const { rows } = await client.query(`SELECT status FROM runs WHERE tenant = $1 AND run_id = $2 FOR UPDATE`, [ref.tenant, runId]);
     if (!rows[0] || rows[0].status !== 'queued') return;
     await deletePendingInput(client, ref.tenant, runId);
-    await deleteDispatch(client, ref.tenant, runId);
     await deleteRunEvents(client, ref.tenant, runId);
     await client.query('DELETE FROM runs WHERE tenant = $1 AND run_id = $2', [ref.tenant, runId]);
     await markRunDiscarded(client, ref, runId);
@@ -130,7 +128,6 @@ export function startRun(pool: pg.Pool, runId: string, carriedRunIds: string[] =
       runId,
       run.tenant,
     ]);
-    await markDispatchRunning(client, run.tenant, runId);
     await markRunStarted(client, ref, runId);
     await appendEventsIn(client, runId, 0, [{ type: 'run_start', dispatchId: run.dispatchId, agentId: run.agentId }], run.tenant);
     return requireRun(client, runId, run.tenant);
@@ -185,7 +182,6 @@ export function finishRun(
       `UPDATE runs SET status = 'done', termination = $2, error = $3, waiting = NULL, finished_at = now(), updated_at = now() WHERE tenant = $4 AND run_id = $1`,
       [runId, termination, opts.error ?? null, run.tenant],
     );
-    await markDispatchFinished(client, run.tenant, runId, termination, opts.error ?? null);
     await markRunFinished(client, { tenant: run.tenant, threadId: run.threadId }, runId);
     await appendEventsIn(client, runId, opts.fence ?? 0, [{ type: 'run_finish', termination }], run.tenant);
     return requireRun(client, runId, run.tenant);
@@ -217,7 +213,7 @@ export async function readOperationalCounts(db: Queryable): Promise<OperationalC
        (SELECT json_object_agg(t, n) FROM (SELECT termination->>'type' AS t, count(*) AS n FROM runs WHERE status = 'done' GROUP BY 1) f) AS finished,
        (SELECT count(*) FROM runs WHERE status = 'running') AS running,
        (SELECT count(*) FROM runs WHERE status = 'waiting') AS waiting,
-       (SELECT count(*) FROM dispatches WHERE status = 'queued') AS queued_dispatches`,
+       (SELECT count(*) FROM runs WHERE status = 'queued') AS queued_dispatches`,
   );
   const row = rows[0]!;
   const finishedByTermination: OperationalCounts['finishedByTermination'] = {};

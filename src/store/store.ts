@@ -1,5 +1,5 @@
 // The store as one object on one pool: each call goes to the module that owns its table (messages,
-// runs, dispatches, pending input, events, threads, submit keys), whose functions say what they do.
+// runs and the dispatch view of them, events, threads, submit keys), whose functions say what they do.
 import type pg from 'pg';
 import type { RunEventBody, Termination, Usage } from '../contract/run-events.js';
 import * as dispatches from './dispatches.js';
