@@ -5,8 +5,8 @@ import { storeCall } from './retry.js';
 
 export function messageActivities(store: Store) {
   return {
-    async commitMessages(args: { ref: ThreadRef; messages: NewMessage[]; expectedVersion?: number }) {
-      const result = await storeCall(() => store.commitMessages(args.ref, args.messages, args.expectedVersion));
+    async commitMessages(args: { ref: ThreadRef; messages: NewMessage[] }) {
+      const result = await storeCall(() => store.commitMessages(args.ref, args.messages));
       return { firstSeq: result.firstSeq, lastSeq: result.lastSeq };
     },
 

@@ -1,4 +1,15 @@
-// Which database failures are an outage (the same call succeeds once Postgres is back) and which are data it refused.
+// The store's own refusals, and which database failures are an outage (the same call succeeds once Postgres is back) and which are data it refused.
+
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+
+  constructor(
+    readonly code: 'version_conflict' | 'duplicate_message_id' | 'illegal_transition' | 'stale_writer' | 'not_found' | 'conflict' | 'idempotency_conflict',
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 // SQLSTATEs of a server that is going away or not taking connections; class 08 (connection exception) is matched whole.
 const OUTAGE_SQLSTATES = new Set([

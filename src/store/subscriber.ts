@@ -2,9 +2,12 @@
 // thread's events in order, exactly once and with no gap, across coalesced notifications and
 // lost connections, because a notification only says "look", and what is delivered is always
 // read from Postgres from that subscriber's own cursor.
-import pg from 'pg';
+import type pg from 'pg';
 import type { RunEvent } from '../contract/run-events.js';
-import { EVENTS_CHANNEL, type EventsNotification, type Store, type ThreadRef } from './store.js';
+import { EVENTS_CHANNEL, type EventsNotification } from './events.js';
+import { ListenConnection } from './listen-connection.js';
+import type { Store } from './store.js';
+import type { ThreadRef } from './threads.js';
 
 export type Unsubscribe = () => void;
 export type OnEvents = (events: RunEvent[]) => void;
@@ -41,48 +44,49 @@ export class EventSubscriber {
   private readonly maxRetryDelayMs: number;
   private readonly pageSize: number;
   private readonly onError: (err: unknown) => void;
-  private client: pg.Client | undefined;
-  private pid: number | undefined;
-  private connecting = false;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private connectFailures = 0;
-  private connectedBefore = false;
-  private closed = false;
-  private readyWaiters: (() => void)[] = [];
-  /** Times the LISTEN connection was re-established after being lost. */
-  reconnects = 0;
+  private readonly connection: ListenConnection;
 
   constructor(
     private readonly store: Store,
-    private readonly databaseUrl: string,
+    databaseUrl: string,
     options: EventSubscriberOptions = {},
   ) {
     this.minRetryDelayMs = options.minRetryDelayMs ?? 100;
     this.maxRetryDelayMs = options.maxRetryDelayMs ?? 5_000;
     this.pageSize = options.pageSize ?? 500;
     this.onError = options.onError ?? (() => {});
+    this.connection = new ListenConnection({
+      databaseUrl,
+      onNotification: (message) => this.notified(message),
+      // Notifications sent while nobody listened are gone: re-read every subscriber's gap.
+      onListening: () => this.forEachSubscription((sub) => this.schedule(sub)),
+      onError: (err) => this.onError(err),
+      backoff: (failures) => this.backoff(failures),
+    });
   }
 
   /** Resolves once the LISTEN is in place; keeps retrying (with backoff) until it is or `close()` is called. */
   start(): Promise<void> {
-    if (this.client || this.closed) return Promise.resolve();
-    const ready = new Promise<void>((resolve) => this.readyWaiters.push(resolve));
-    if (!this.connecting && !this.reconnectTimer) this.connect();
-    return ready;
+    return this.connection.start();
   }
 
   get listening(): boolean {
-    return this.client !== undefined;
+    return this.connection.listening;
   }
 
   /** The listener's server process id while connected (what `pg_terminate_backend` takes). */
   get backendPid(): number | undefined {
-    return this.pid;
+    return this.connection.backendPid;
+  }
+
+  /** Times the LISTEN connection was re-established after being lost. */
+  get reconnects(): number {
+    return this.connection.reconnects;
   }
 
   get subscriptionCount(): number {
     let n = 0;
-    for (const set of [...this.runs.values(), ...this.threads.values()]) n += set.size;
+    this.forEachSubscription(() => n++);
     return n;
   }
 
@@ -106,16 +110,14 @@ export class EventSubscriber {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.reconnectTimer);
-    for (const set of [...this.runs.values(), ...this.threads.values()]) for (const sub of set) this.deactivate(sub);
+    this.forEachSubscription((sub) => this.deactivate(sub));
     this.runs.clear();
     this.threads.clear();
-    for (const resolve of this.readyWaiters.splice(0)) resolve();
-    const client = this.client;
-    this.client = undefined;
-    this.pid = undefined;
-    await client?.end().catch(() => {});
+    await this.connection.close();
+  }
+
+  private forEachSubscription(act: (sub: Subscription) => void) {
+    for (const set of [...this.runs.values(), ...this.threads.values()]) for (const sub of set) act(sub);
   }
 
   // ---- subscriptions ------------------------------------------------------------------
@@ -127,7 +129,7 @@ export class EventSubscriber {
     onEvents: OnEvents,
     how: Pick<Subscription, 'read' | 'position'>,
   ): Unsubscribe {
-    if (this.closed) throw new Error('EventSubscriber is closed');
+    if (this.connection.isClosed) throw new Error('EventSubscriber is closed');
     const sub: Subscription = {
       ...how,
       cursor,
@@ -220,77 +222,6 @@ export class EventSubscriber {
       for (const sub of this.runs.get(key) ?? []) if (sub.cursor < note.seq) this.schedule(sub);
     }
     for (const sub of this.threads.get(threadKey(note.tenant, note.threadId)) ?? []) if (sub.cursor < note.id) this.schedule(sub);
-  }
-
-  // ---- the LISTEN connection ----------------------------------------------------------
-
-  private connect() {
-    this.connecting = true;
-    void this.openListener().then(
-      () => {
-        this.connecting = false;
-      },
-      (err) => {
-        this.connecting = false;
-        this.onError(err);
-        this.scheduleReconnect();
-      },
-    );
-  }
-
-  private async openListener(): Promise<void> {
-    const client = new pg.Client({
-      connectionString: this.databaseUrl,
-      keepAlive: true,
-      connectionTimeoutMillis: 10_000,
-      application_name: 'threadbox-listener',
-    });
-    let ended = false;
-    // An unhandled 'error' on a pg.Client crashes the process; losing the listener must not.
-    client.on('error', (err) => this.lost(client, err));
-    client.on('end', () => {
-      ended = true;
-      this.lost(client);
-    });
-    client.on('notification', (message) => this.notified(message));
-    let pid: number;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${EVENTS_CHANNEL}`);
-      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-      if (ended) throw new Error('listener connection ended while it was being set up');
-      pid = rows[0]!.pid;
-    } catch (err) {
-      await client.end().catch(() => {});
-      throw err;
-    }
-    if (this.closed) return void (await client.end().catch(() => {}));
-    this.client = client;
-    this.pid = pid;
-    this.connectFailures = 0;
-    if (this.connectedBefore) this.reconnects += 1;
-    this.connectedBefore = true;
-    for (const resolve of this.readyWaiters.splice(0)) resolve();
-    // Notifications sent while nobody listened are gone: re-read every subscriber's gap.
-    for (const set of [...this.runs.values(), ...this.threads.values()]) for (const sub of set) this.schedule(sub);
-  }
-
-  private lost(client: pg.Client, err?: unknown) {
-    if (client !== this.client) return;
-    this.client = undefined;
-    this.pid = undefined;
-    if (err) this.onError(err);
-    client.end().catch(() => {});
-    this.scheduleReconnect();
-  }
-
-  private scheduleReconnect() {
-    if (this.closed || this.reconnectTimer || this.connecting) return;
-    this.connectFailures += 1;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (!this.closed && !this.client) this.connect();
-    }, this.backoff(this.connectFailures));
   }
 
   /** Exponential with jitter, so many API replicas that lost Postgres together do not reconnect in step. */

@@ -30,7 +30,7 @@ export async function startTenantStack(opts: { env?: Record<string, string>; wor
   });
 }
 
-export const TABLES = ['threads', 'messages', 'runs', 'pending_input', 'dispatches', 'run_events'] as const;
+export const TABLES = ['threads', 'messages', 'runs', 'pending_input', 'run_events'] as const;
 export type RowCounts = Record<(typeof TABLES)[number], number>;
 
 /** Rows of every table that belong to `tenant`. */
@@ -40,7 +40,6 @@ export async function rowCounts(pool: pg.Pool, tenant: string): Promise<RowCount
             (SELECT count(*) FROM messages WHERE tenant = $1) AS messages,
             (SELECT count(*) FROM runs WHERE tenant = $1) AS runs,
             (SELECT count(*) FROM pending_input WHERE tenant = $1) AS pending_input,
-            (SELECT count(*) FROM dispatches WHERE tenant = $1) AS dispatches,
             (SELECT count(*) FROM run_events WHERE tenant = $1) AS run_events`,
     [tenant],
   );

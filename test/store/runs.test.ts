@@ -32,11 +32,12 @@ async function committedLog(ref: ThreadRef) {
 
 async function runRow(runId: string) {
   const { rows } = await pool.query(
-    `SELECT r.status, r.termination, d.status AS dispatch_status, (SELECT count(*)::int FROM pending_input p WHERE p.run_id = r.run_id) AS pending
-       FROM runs r JOIN dispatches d USING (run_id) WHERE r.run_id = $1`,
+    `SELECT r.tenant, r.thread_id, r.status, r.termination, (SELECT count(*)::int FROM pending_input p WHERE p.run_id = r.run_id) AS pending
+       FROM runs r WHERE r.run_id = $1`,
     [runId],
   );
-  return rows[0];
+  const dispatch = (await store.listDispatches({ tenant: rows[0].tenant, threadId: rows[0].thread_id })).find((d) => d.runId === runId);
+  return { ...rows[0], dispatch_status: dispatch?.status };
 }
 
 async function eventTypes(runId: string) {
@@ -193,5 +194,26 @@ describe('run records', () => {
     expect(await runRow(runId)).toMatchObject({ status: 'queued', pending: 1 });
     expect(await eventTypes(runId)).toEqual([[1, 'run_queued']]);
     expect((await store.getThread(ref))?.queuedRunIds).toEqual([runId]);
+  });
+
+  it("a run's dispatch is read from the run: queued, running (also while it waits), then its termination, with epoch, attempts, error and times", async () => {
+    const ref = newThread();
+    const [first, second] = [`run-${randomUUID()}`, `run-${randomUUID()}`];
+    await store.createRun(ref, { runId: first, dispatchId: `d-${first}`, agentId: 'default', mode: 'interrupt', epoch: 3, input: [] });
+    await store.createRun(ref, { runId: second, dispatchId: `d-${second}`, agentId: 'default', mode: 'queue', epoch: 3, input: [] });
+    const dispatchOf = async (runId: string) => (await store.listDispatches(ref)).find((d) => d.runId === runId)!;
+
+    const queued = await dispatchOf(first);
+    expect(queued).toMatchObject({ dispatchId: `d-${first}`, status: 'queued', mode: 'interrupt', epoch: 3, attempts: 0, lastError: null });
+    expect(queued.updatedAt).toBe(queued.createdAt);
+    const started = await store.startRun(first);
+    await store.setRunWaiting(first, { toolCallIds: ['call-1'] });
+    expect(await dispatchOf(first)).toMatchObject({ status: 'running', attempts: 1, updatedAt: started.startedAt });
+    const finished = await store.finishRun(first, { type: 'error', detail: 'model refused' }, { error: 'model refused' });
+    expect(await dispatchOf(first)).toMatchObject({ status: 'done', attempts: 1, lastError: 'model refused', updatedAt: finished.finishedAt });
+    await store.finishRun(second, { type: 'superseded' });
+    expect(await dispatchOf(second)).toMatchObject({ status: 'superseded', attempts: 0 });
+    expect((await store.listDispatches(ref)).map((d) => d.runId)).toEqual([first, second]);
+    expect((await store.loadMailboxRows(ref)).epoch).toBe(3);
   });
 });
