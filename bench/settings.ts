@@ -2,25 +2,31 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '200' }, // submit → first byte/token samples per side
-    'latency-threads': { type: 'string', default: '20' },
-    'token-runs': { type: 'string', default: '6' },
-    'token-count': { type: 'string', default: '50' },
-    'token-slow-ms': { type: 'string', default: '50' },
-    interrupts: { type: 'string', default: '50' },
-    cancels: { type: 'string', default: '50' },
-    'throughput-threads': { type: 'string', default: '50' },
-    'throughput-runs-per-thread': { type: 'string', default: '6' },
-    'long-tokens': { type: 'string', default: '20000' },
-    'idle-threads': { type: 'string', default: '1000' },
-    'waiting-runs': { type: 'string', default: '100' },
-    'scale-samples': { type: 'string', default: '50' },
-    quick: { type: 'boolean', default: false }, // every count divided by 10: a smoke run
-    'skip-store': { type: 'boolean', default: false },
-  },
-});
+const options = {
+  runs: { type: 'string', default: '200' }, // submit → first byte/token samples per side
+  'latency-threads': { type: 'string', default: '20' },
+  'token-runs': { type: 'string', default: '6' },
+  'token-count': { type: 'string', default: '50' },
+  'token-slow-ms': { type: 'string', default: '50' },
+  interrupts: { type: 'string', default: '50' },
+  cancels: { type: 'string', default: '50' },
+  'throughput-threads': { type: 'string', default: '50' },
+  'throughput-runs-per-thread': { type: 'string', default: '6' },
+  'long-tokens': { type: 'string', default: '20000' },
+  'idle-threads': { type: 'string', default: '1000' },
+  'waiting-runs': { type: 'string', default: '100' },
+  'scale-samples': { type: 'string', default: '50' },
+  quick: { type: 'boolean', default: false }, // every count divided by 10: a smoke run
+  'skip-store': { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+} as const;
+const { values: flags } = parseArgs({ options });
+
+if (flags.help) {
+  const usage = Object.entries(options).filter(([name]) => name !== 'help').map(([name, o]) => `  --${name}${o.type === 'string' ? ` <n> (default ${o.default})` : ''}`);
+  console.log(['npm run bench -- [options]: see README.md, "npm run bench"', ...usage].join('\n'));
+  process.exit(0);
+}
 
 const count = (name: keyof typeof flags) => {
   const n = Number(flags[name]);
