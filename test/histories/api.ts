@@ -1,8 +1,7 @@
 // The HTTP API as the history recorder's scenarios drive it: submits as a careful client makes them, and waits
 // on what the API reports.
-import { randomUUID } from 'node:crypto';
-import { requestJson, type JsonResponse } from '../../testkit/http.js';
-import { eventually, sleep } from '../../testkit/wait.js';
+import { postRetrying, requestJson, type JsonResponse } from '../../testkit/http.js';
+import { eventually } from '../../testkit/wait.js';
 
 export interface RunRecord {
   runId: string;
@@ -23,19 +22,9 @@ export class Api {
     return requestJson(this.url + path, method, body);
   }
 
-  /** A submit as a careful client makes it: a 429 is retried with the same Idempotency-Key after its Retry-After. */
+  /** A submit as a careful client makes it (see `postRetrying`): accepted, 202. */
   async submit(threadId: string, content: string, extra: Record<string, unknown> = {}): Promise<{ runId: string; status: string }> {
-    const key = `record-${randomUUID()}`;
-    for (;;) {
-      const response = await fetch(`${this.url}/v1/threads/${threadId}/runs`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        body: JSON.stringify({ messages: [{ role: 'user', content }], ...extra }),
-      });
-      const body = await response.json();
-      if (response.status !== 429) return expectHttp({ status: response.status, body }, 202);
-      await sleep(Number(response.headers.get('retry-after') ?? '1') * 1000);
-    }
+    return expectHttp(await postRetrying(`${this.url}/v1/threads/${threadId}/runs`, { messages: [{ role: 'user', content }], ...extra }), 202);
   }
 
   async waitForEvent(runId: string, type: string): Promise<any> {
