@@ -2,16 +2,17 @@
 // append throughput, and commit-to-subscriber latency through EventSubscriber.
 // Alone: `npx tsx bench/store.ts` (DATABASE_URL, or an embedded Postgres in a temp dir).
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RunEvent, RunEventBody } from '../src/contract/run-events.js';
+import { freePort } from '../src/infra/ports.js';
 import { startEmbeddedPostgres } from '../src/infra/postgres.js';
 import { createPool, migrate } from '../src/store/db.js';
 import { Store, type ThreadRef } from '../src/store/store.js';
 import { EventSubscriber } from '../src/store/subscriber.js';
+import { scratchDir } from '../testkit/services.js';
+import { p50p99 } from './stats.js';
 
 const TENANT = 'bench';
 const UNCONTENDED_APPENDS = 400;
@@ -47,7 +48,7 @@ async function appendUncontended(store: Store) {
     await store.commitMessages(ref, [{ role: 'user', content: `message ${i}` }]);
     latencies.push(performance.now() - t0);
   }
-  return { store_append_uncontended_p50_ms: ms(percentile(latencies, 50)), store_append_uncontended_p99_ms: ms(percentile(latencies, 99)) };
+  return p50p99('store_append_uncontended', latencies);
 }
 
 /** 8 writers on one thread, each with its own pool and Store as 8 processes would have (one Store queues its own appends to a thread). */
@@ -70,8 +71,7 @@ async function appendContended(databaseUrl: string) {
     );
     const seconds = (performance.now() - t0) / 1000;
     return {
-      store_append_contended8_p50_ms: ms(percentile(latencies, 50)),
-      store_append_contended8_p99_ms: ms(percentile(latencies, 99)),
+      ...p50p99('store_append_contended8', latencies),
       store_append_contended8_per_sec: Math.round(latencies.length / seconds),
     };
   } finally {
@@ -126,10 +126,8 @@ async function notifyLatency(store: Store, databaseUrl: string) {
       fromCall.push(at - t0);
     }
     return {
-      store_notify_p50_ms: ms(percentile(fromCommit, 50)),
-      store_notify_p99_ms: ms(percentile(fromCommit, 99)),
-      store_append_to_subscriber_p50_ms: ms(percentile(fromCall, 50)),
-      store_append_to_subscriber_p99_ms: ms(percentile(fromCall, 99)),
+      ...p50p99('store_notify', fromCommit),
+      ...p50p99('store_append_to_subscriber', fromCall),
     };
   } finally {
     await subscriber.close();
@@ -145,31 +143,11 @@ async function startedRun(store: Store, ref: ThreadRef): Promise<string> {
 
 const newThread = (): ThreadRef => ({ tenant: TENANT, threadId: `bench-${randomUUID()}` });
 
-/** Nearest-rank percentile. */
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-}
-
-const ms = (v: number) => Math.round(v * 100) / 100;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
-}
-
 async function main() {
   let databaseUrl = process.env.DATABASE_URL;
   let cleanup = async () => {};
   if (!databaseUrl) {
-    const dir = mkdtempSync(join(tmpdir(), 'threadbox-bench-'));
-    chmodSync(dir, 0o755); // embedded Postgres runs as its own user when we are root
+    const dir = scratchDir('threadbox-bench-');
     const pg = await startEmbeddedPostgres({ dataDir: join(dir, 'postgres'), port: await freePort() });
     databaseUrl = pg.url;
     cleanup = async () => {

@@ -4,7 +4,7 @@
 // token every <ms>.
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { clock } from './sse.js';
+import { clock } from '../testkit/sse.js';
 
 export interface TimedProvider {
   /** for `openai-compatible:<baseURL>#timed` */

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from './ports.js';
+import { freePort } from '../src/infra/ports.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'threadbox-dev-'));
 chmodSync(dataDir, 0o755);

@@ -1,7 +1,7 @@
 // Resumable SSE over real HTTP: frames, resume from any cursor, live resume, thread streams, two API instances.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
-import { eventFrames, openSse, payloads } from './sse-client.js';
+import { eventFrames, openSse, payloads } from '../testkit/sse.js';
 
 let stack: Stack;
 let second: Stack;

@@ -7,6 +7,9 @@ import { loadConfig } from '../src/config.js';
 import { startThreadbox, type Running } from '../src/server.js';
 import { createPool } from '../src/store/db.js';
 import { Store } from '../src/store/store.js';
+import { requestJson, type JsonResponse } from '../testkit/http.js';
+
+export { eventually } from '../testkit/wait.js';
 
 export interface Stack {
   url: string;
@@ -14,7 +17,7 @@ export interface Stack {
   temporal: Client;
   taskQueue: string;
   stop(): Promise<void>;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<JsonResponse>;
 }
 
 export async function startStack(opts: { env?: Record<string, string>; worker?: boolean; taskQueue?: string } = {}): Promise<Stack> {
@@ -40,27 +43,8 @@ export async function startStack(opts: { env?: Record<string, string>; worker?: 
       await pool.end();
       await connection.close();
     },
-    async request(method, path, body, headers = {}) {
-      const response = await fetch(url + path, {
-        method,
-        headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined };
-    },
+    request: (method, path, body, headers) => requestJson(url + path, method, body, headers),
   };
-}
-
-/** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;

@@ -1,6 +1,6 @@
 // A worker process killed with SIGKILL mid-stream: a new worker finishes the run, every message committed once.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { spawnThreadbox, type ThreadboxProcess } from '../bench/processes.js';
+import { spawnThreadbox, type ThreadboxProcess } from '../testkit/processes.js';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
 
 let stack: Stack;

@@ -1,56 +1,39 @@
 // `npm run dev`: an embedded Postgres, a Temporal dev server, the worker and the API in one command.
-import { join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.js';
+import { startDevServices } from '../infra/dev-services.js';
 import { portInUse } from '../infra/ports.js';
-import { startEmbeddedPostgres } from '../infra/postgres.js';
-import { startTemporalDevServer } from '../infra/temporal-server.js';
-import { startThreadbox } from '../server.js';
+import { startThreadbox, type Running } from '../server.js';
 import { main } from './run.js';
 
 main(async () => {
   const startedAt = Date.now();
   const config = loadConfig();
-  const dataDir = config.THREADBOX_DATA_DIR;
-  const stops: (() => Promise<void>)[] = [];
-  const stopAll = async () => {
-    for (const stop of stops.reverse()) await stop().catch((err) => console.error(err));
-  };
   await refuseTakenPorts(config);
+  const services = await startDevServices({
+    dataDir: config.THREADBOX_DATA_DIR,
+    ports: { postgres: config.THREADBOX_PG_PORT, temporal: config.THREADBOX_TEMPORAL_PORT, temporalUi: config.THREADBOX_TEMPORAL_UI_PORT },
+    databaseUrl: config.DATABASE_URL,
+    temporalAddress: config.TEMPORAL_ADDRESS,
+    keepHistory: true,
+    namespace: config.TEMPORAL_NAMESPACE,
+    log: (line) => console.log(line),
+  });
+  let running: Running;
   try {
-    let databaseUrl = config.DATABASE_URL;
-    if (!databaseUrl) {
-      const pg = await startEmbeddedPostgres({ dataDir: join(dataDir, 'postgres'), port: config.THREADBOX_PG_PORT });
-      stops.push(pg.stop);
-      databaseUrl = pg.url;
-      console.log(`postgres   ${pg.url} (embedded, data in ${join(dataDir, 'postgres')})`);
-    }
-    let temporalAddress = config.TEMPORAL_ADDRESS;
-    let uiUrl: string | undefined;
-    if (!temporalAddress) {
-      const temporal = await startTemporalDevServer({
-        port: config.THREADBOX_TEMPORAL_PORT,
-        uiPort: config.THREADBOX_TEMPORAL_UI_PORT,
-        dbFile: join(dataDir, 'temporal.db'),
-        namespace: config.TEMPORAL_NAMESPACE,
-        log: (line) => console.log(line),
-      });
-      stops.push(temporal.stop);
-      temporalAddress = temporal.address;
-      uiUrl = temporal.uiUrl;
-      console.log(`temporal   ${temporal.address} (dev server, history in ${join(dataDir, 'temporal.db')})`);
-    }
-    const running = await startThreadbox(config, { databaseUrl, temporalAddress, api: true, worker: true });
-    stops.push(running.stop);
-    console.log(`\nthreadbox ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
-    console.log(`  API          ${running.url}`);
-    console.log(`  API docs     ${running.url}/docs`);
-    if (uiUrl) console.log(`  Temporal UI  ${uiUrl}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows`);
-    console.log('Ctrl-C stops everything.');
+    running = await startThreadbox(config, { databaseUrl: services.databaseUrl, temporalAddress: services.temporalAddress, api: true, worker: true });
   } catch (err) {
-    await stopAll();
+    await services.stop();
     throw err;
   }
-  return stopAll;
+  console.log(`\nthreadbox ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+  console.log(`  API          ${running.url}`);
+  console.log(`  API docs     ${running.url}/docs`);
+  if (services.temporalUiUrl) console.log(`  Temporal UI  ${services.temporalUiUrl}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows`);
+  console.log('Ctrl-C stops everything.');
+  return async () => {
+    await running.stop().catch((err) => console.error(err));
+    await services.stop();
+  };
 });
 
 /**

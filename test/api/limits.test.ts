@@ -2,7 +2,7 @@
 // slow SSE client that is cut off once its unsent backlog passes the per-connection limit.
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventFrames, openSse, payloads, type SseConnection } from '../sse-client.js';
+import { eventFrames, openSse, payloads, type SseConnection } from '../../testkit/sse.js';
 import { eventually, uniqueId } from '../stack.js';
 import { EMAIL_TOOL, errorCode, metricValue, rawRequest, rowCounts, runDone, startTenantStack, type TenantStack } from './helpers.js';
 

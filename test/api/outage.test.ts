@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config.js';
 import { startTemporalDevServer, type RunningTemporal } from '../../src/infra/temporal-server.js';
 import { startThreadbox, type Running } from '../../src/server.js';
 import { createPool } from '../../src/store/db.js';
-import { freePort } from '../ports.js';
+import { freePort } from '../../src/infra/ports.js';
 import { eventually, uniqueId } from '../stack.js';
 import { errorCode, rawRequest, rowCounts } from './helpers.js';
 

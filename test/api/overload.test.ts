@@ -6,7 +6,7 @@
 // not those of an event loop shared with 500 clients.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { spawnThreadbox, type ThreadboxProcess } from '../../bench/processes.js';
+import { spawnThreadbox, type ThreadboxProcess } from '../../testkit/processes.js';
 import { uniqueId } from '../stack.js';
 
 const tenant = `t-${randomUUID().slice(0, 8)}`;

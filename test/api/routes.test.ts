@@ -11,8 +11,8 @@ import { loadConfig } from '../../src/config.js';
 import { createPool } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
 import { EventSubscriber } from '../../src/store/subscriber.js';
-import { freePort } from '../ports.js';
-import { eventFrames, openSse, payloads } from '../sse-client.js';
+import { freePort } from '../../src/infra/ports.js';
+import { eventFrames, openSse, payloads } from '../../testkit/sse.js';
 import { eventually, uniqueId } from '../stack.js';
 import {
   CONTRACT_ROUTES,

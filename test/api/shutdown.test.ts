@@ -3,8 +3,8 @@
 // The same process's request logs carry threadId and runId.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../ports.js';
-import { eventFrames, openSse, payloads } from '../sse-client.js';
+import { freePort } from '../../src/infra/ports.js';
+import { eventFrames, openSse, payloads } from '../../testkit/sse.js';
 import { eventually, uniqueId } from '../stack.js';
 import { rawRequest, runDone, startTenantStack, type TenantStack } from './helpers.js';
 

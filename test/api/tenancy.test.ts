@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertSafeBind } from '../../src/server.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { openSse, payloads } from '../sse-client.js';
+import { openSse, payloads } from '../../testkit/sse.js';
 import { eventually, startStack, uniqueId, type Stack } from '../stack.js';
 import { EMAIL_TOOL, errorCode, rawRequest, rowCounts, runDone, runStatus } from './helpers.js';
 

@@ -2,7 +2,8 @@
 // same Idempotency-Key until one API instance answers, and resumes a broken stream with
 // Last-Event-ID against whichever API instance is alive, recording every event it sees.
 import { randomUUID } from 'node:crypto';
-import { clock, readSse } from '../../bench/sse.js';
+import { clock, readSse } from '../../testkit/sse.js';
+import { sleep } from '../../testkit/wait.js';
 
 export interface ReceivedEvent {
   seq: number;
@@ -50,7 +51,6 @@ export type ApiPicker = () => string;
 
 const IDLE_MS = 15_000;
 const RETRY_MS = 250;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Submits `content` to the thread and follows the run to its run_finish, or until `deadline`
@@ -80,63 +80,75 @@ export async function driveRun(
     errors: [],
   };
   track?.(run);
-  const lastSeq = () => run.events.at(-1)?.seq ?? 0;
-  const note = (what: string) => run.errors.length < 20 && run.errors.push(`${new Date().toISOString()} ${what}`);
-
   // Submit: the same key every time, so a submit the server applied but could not answer is not applied twice.
-  // A 429 or 503 is retried after its Retry-After (at most 5 s); any other 4xx is final: a careful client does not repeat it.
   let final = false;
   while (!run.runId && !final && Date.now() < deadline) {
-    run.submitAttempts++;
-    const base = api();
-    const answer: SubmitAnswer = { startedAt: Date.now(), ms: 0, status: 0 };
-    const started = clock();
-    let wait = RETRY_MS;
-    try {
-      const response = await fetchWithin(`${base}/v1/threads/${threadId}/runs`, deadline, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'idempotency-key': run.idempotencyKey },
-        body: JSON.stringify({ messages: [{ role: 'user', content }], mode }),
-      });
-      answer.ms = clock() - started;
-      answer.status = response.status;
-      answer.retryAfter = response.headers.get('retry-after') ?? undefined;
-      run.submitAnswers.push(answer);
-      if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) {
-        await consume(run, response, deadline, note);
-        // With no event yet the submit may not have happened: resubmit.
-        if (!run.runId) note('SSE submit ended before its first event');
-      } else {
-        const text = await response.text();
-        answer.code = errorCode(text);
-        note(`submit to ${base}: ${response.status} ${text.slice(0, 200)}`);
-        if (response.status === 429 || response.status === 503) wait = Math.min(5000, Number(answer.retryAfter ?? 0) * 1000 || RETRY_MS);
-        else if (response.status >= 400 && response.status < 500) final = true;
-      }
-    } catch (err) {
-      answer.ms = clock() - started;
-      if (!run.submitAnswers.includes(answer)) run.submitAnswers.push(answer);
-      note(`submit to ${base}: ${describe(err)}`);
-    }
-    if (!run.runId && !final) await sleep(wait);
+    const answer = await submitOnce(run, api(), deadline);
+    final = answer.final;
+    if (!run.runId && !final) await sleep(answer.wait);
   }
-
   // Follow: resume after the last event seen until run_finish.
   while (run.runId && !run.finished && Date.now() < deadline) {
-    run.reconnects++;
-    const base = api();
-    try {
-      const headers: Record<string, string> = { accept: 'text/event-stream' };
-      if (lastSeq() > 0) headers['last-event-id'] = String(lastSeq());
-      const response = await fetchWithin(`${base}/v1/runs/${run.runId}/events`, deadline, { headers });
-      if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) await consume(run, response, deadline, note);
-      else note(`follow on ${base}: ${response.status} ${(await response.text()).slice(0, 200)}`);
-    } catch (err) {
-      note(`follow on ${base}: ${describe(err)}`);
-    }
+    await followOnce(run, api(), deadline);
     if (!run.finished) await sleep(RETRY_MS);
   }
   return run;
+}
+
+function note(run: DrivenRun, what: string) {
+  if (run.errors.length < 20) run.errors.push(`${new Date().toISOString()} ${what}`);
+}
+
+/**
+ * One submit attempt, its SSE stream read as far as it goes. A 429 or 503 is retried after its
+ * Retry-After (at most 5 s); any other 4xx is final: a careful client does not repeat it.
+ */
+async function submitOnce(run: DrivenRun, base: string, deadline: number): Promise<{ wait: number; final: boolean }> {
+  run.submitAttempts++;
+  const answer: SubmitAnswer = { startedAt: Date.now(), ms: 0, status: 0 };
+  const started = clock();
+  try {
+    const response = await fetchWithin(`${base}/v1/threads/${run.threadId}/runs`, deadline, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'idempotency-key': run.idempotencyKey },
+      body: JSON.stringify({ messages: [{ role: 'user', content: run.content }], mode: run.mode }),
+    });
+    answer.ms = clock() - started;
+    answer.status = response.status;
+    answer.retryAfter = response.headers.get('retry-after') ?? undefined;
+    run.submitAnswers.push(answer);
+    if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) {
+      await consume(run, response, deadline);
+      // With no event yet the submit may not have happened: resubmit.
+      if (!run.runId) note(run, 'SSE submit ended before its first event');
+      return { wait: RETRY_MS, final: false };
+    }
+    const text = await response.text();
+    answer.code = errorCode(text);
+    note(run, `submit to ${base}: ${response.status} ${text.slice(0, 200)}`);
+    if (response.status === 429 || response.status === 503) return { wait: Math.min(5000, Number(answer.retryAfter ?? 0) * 1000 || RETRY_MS), final: false };
+    return { wait: RETRY_MS, final: response.status >= 400 && response.status < 500 };
+  } catch (err) {
+    answer.ms = clock() - started;
+    if (!run.submitAnswers.includes(answer)) run.submitAnswers.push(answer);
+    note(run, `submit to ${base}: ${describe(err)}`);
+    return { wait: RETRY_MS, final: false };
+  }
+}
+
+/** One GET …/events connection that resumes after the last event seen. */
+async function followOnce(run: DrivenRun, base: string, deadline: number): Promise<void> {
+  run.reconnects++;
+  try {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    const lastSeq = run.events.at(-1)?.seq ?? 0;
+    if (lastSeq > 0) headers['last-event-id'] = String(lastSeq);
+    const response = await fetchWithin(`${base}/v1/runs/${run.runId}/events`, deadline, { headers });
+    if (response.status === 200 && response.headers.get('content-type')?.includes('text/event-stream')) await consume(run, response, deadline);
+    else note(run, `follow on ${base}: ${response.status} ${(await response.text()).slice(0, 200)}`);
+  } catch (err) {
+    note(run, `follow on ${base}: ${describe(err)}`);
+  }
 }
 
 /** A fetch whose response headers must arrive within 30 s (or by the deadline); the body has no time limit here. */
@@ -151,7 +163,7 @@ async function fetchWithin(url: string, deadline: number, init: RequestInit): Pr
 }
 
 /** Reads one SSE connection into the run's event list; returns when it ends, breaks, idles or the deadline passes. */
-async function consume(run: DrivenRun, response: Response, deadline: number, note: (what: string) => void): Promise<void> {
+async function consume(run: DrivenRun, response: Response, deadline: number): Promise<void> {
   const body = response.body!;
   const reader = body.getReader();
   let lastBytes = clock();
@@ -183,7 +195,7 @@ async function consume(run: DrivenRun, response: Response, deadline: number, not
         }
         if (seq !== last + 1) {
           run.gaps++;
-          note(`gap: seq ${last} then ${seq}`);
+          note(run, `gap: seq ${last} then ${seq}`);
         }
         const data = JSON.parse(frame.data);
         run.events.push({ seq, type: frame.event, data, at });
@@ -198,7 +210,7 @@ async function consume(run: DrivenRun, response: Response, deadline: number, not
       (at) => (lastBytes = at),
     );
   } catch (err) {
-    if (!run.finished) note(`stream broke: ${describe(err)}`);
+    if (!run.finished) note(run, `stream broke: ${describe(err)}`);
   } finally {
     clearInterval(watchdog);
   }

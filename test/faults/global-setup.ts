@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { findTemporalCli } from '../../src/infra/temporal-cli.js';
-import type { ScenarioReport } from './harness.js';
+import type { ScenarioReport } from './report.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
