@@ -38,6 +38,15 @@ module.exports = {
       to: { path: '^(test|bench|testkit)/' },
     },
     {
+      name: 'tests-and-bench-share-only-the-testkit',
+      severity: 'error',
+      comment: 'what test/ and bench/ share lives in testkit/',
+      from: { path: '^test/' },
+      to: { path: '^bench/' },
+    },
+    { name: 'bench-does-not-import-tests', severity: 'error', from: { path: '^bench/' }, to: { path: '^test/' } },
+    { name: 'testkit-does-not-import-tests-or-bench', severity: 'error', from: { path: '^testkit/' }, to: { path: '^(test|bench)/' } },
+    {
       name: 'not-to-unresolvable',
       severity: 'error',
       from: {},

@@ -2,7 +2,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Termination } from '../src/contract/run-events.js';
 import type { NewMessage, Store, ThreadRef, ToolCall } from '../src/store/store.js';
-import { afterStepFence, type InputMessage } from '../src/contract/mailbox.js';
+import { afterStepFence, assistantMessageId, toolMessageId, type InputMessage } from '../src/contract/mailbox.js';
 import { storeCall } from './retry.js';
 
 export function closingActivities(store: Store) {
@@ -55,7 +55,7 @@ async function closeStep(store: Store, ref: ThreadRef, runId: string, step: numb
   const fence = afterStepFence(step);
   await storeCall(() => store.appendEvents(runId, fence, [], ref.tenant));
   const committed = await store.loadRunMessages(ref, runId);
-  const assistantId = `${runId}:${step}:assistant`;
+  const assistantId = assistantMessageId(runId, step);
   const messages: NewMessage[] = [];
   let toolCalls: ToolCall[] = committed.find((m) => m.id === assistantId)?.toolCalls ?? [];
   if (!committed.some((m) => m.id === assistantId)) {
@@ -72,7 +72,7 @@ async function closeStep(store: Store, ref: ThreadRef, runId: string, step: numb
   const unanswered = toolCalls.filter((c) => !answered.has(c.toolCallId));
   for (const call of unanswered) {
     messages.push({
-      messageId: `${runId}:${step}:tool:${call.toolCallId}`,
+      messageId: toolMessageId(runId, step, call.toolCallId),
       role: 'tool',
       content: JSON.stringify({ error: 'cancelled' }),
       toolCallId: call.toolCallId,

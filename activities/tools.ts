@@ -5,7 +5,7 @@ import type { AgentRegistry } from '../src/agent/agents.js';
 import { sanitizeJson, sanitizeText } from '../src/agent/sanitize.js';
 import { builtinTools, executeTool } from '../src/agent/tools.js';
 import type { Store, ToolCall } from '../src/store/store.js';
-import { toolResultFence } from '../src/contract/mailbox.js';
+import { toolMessageId, toolResultFence } from '../src/contract/mailbox.js';
 import { storeCall, TOOL_ATTEMPTS, withRetryBudget } from './retry.js';
 
 interface ToolArgs {
@@ -67,7 +67,7 @@ async function recordToolResult(
   const committed = await storeCall(() =>
     store.commitMessages({ tenant: args.tenant, threadId: args.threadId }, [
       {
-        messageId: `${runId}:${step}:tool:${call.toolCallId}`,
+        messageId: toolMessageId(runId, step, call.toolCallId),
         role: 'tool',
         content: sanitizeText(content),
         toolCallId: call.toolCallId,

@@ -8,7 +8,7 @@ interface Cruise {
 }
 
 function cruise(): Cruise {
-  const args = ['--config', '.dependency-cruiser.cjs', '--output-type', 'json', 'src', 'workflows', 'activities', 'test', 'bench', 'scripts'];
+  const args = ['--config', '.dependency-cruiser.cjs', '--output-type', 'json', 'src', 'workflows', 'activities', 'test', 'bench', 'testkit', 'scripts'];
   // depcruise exits non-zero when there are violations; its JSON is on stdout either way.
   try {
     return JSON.parse(execFileSync('node_modules/.bin/depcruise', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));

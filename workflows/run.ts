@@ -1,7 +1,7 @@
 // The agent loop of one run: model step, then one activity per tool call, until the model is done.
 import { ApplicationFailure, CancellationScope, condition, getExternalWorkflowHandle, isCancellation, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { decideUpdate, runEndedSignal, steerRunSignal, stopRunSignal } from '../src/contract/messages.js';
-import { afterStepFence, type ApprovalTicket, type InputMessage, type RunWorkflowInput, type StopReason } from '../src/contract/mailbox.js';
+import { afterStepFence, assistantMessageId, type ApprovalTicket, type InputMessage, type RunWorkflowInput, type StopReason } from '../src/contract/mailbox.js';
 import type { Termination } from '../src/contract/run-events.js';
 import { modelStepActivity, store, toolActivity } from './activities.js';
 
@@ -83,7 +83,7 @@ class Run {
       await store.commitMessages({
         ref,
         messages: [
-          { messageId: `${runId}:${step}:assistant`, role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
+          { messageId: assistantMessageId(runId, step), role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
         ],
       });
       if (result.toolCalls.length === 0) {

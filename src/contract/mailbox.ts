@@ -164,6 +164,10 @@ export const runWorkflowId = (runId: string) => `run:${runId}`;
 export const tenantRunWorkflowId = (tenant: string, runId: string) => `run:${tenant}:${runId}`;
 export const workflowIdOf = (dispatch: Pick<Dispatch, 'runId' | 'workflowId'>) => dispatch.workflowId ?? runWorkflowId(dispatch.runId);
 export const durableRunId = (messageId: string) => `durable-msg-${messageId}`;
+/** The id of the answer a run's step commits (its text and tool calls): one per step, so a retry commits it once. */
+export const assistantMessageId = (runId: string, step: number) => `${runId}:${step}:assistant`;
+/** The id of a tool call's result message. */
+export const toolMessageId = (runId: string, step: number, toolCallId: string) => `${runId}:${step}:tool:${toolCallId}`;
 
 /*
  * Event-log writer fences (the store rejects a writer below the run's current fence): a step's model
