@@ -75,7 +75,12 @@ it('poison inputs among normal traffic: each gets 400 invalid_request and writes
         const decisions = `/v1/runs/${approval.runId}/decisions`;
         await send('decision reason with NUL', decisions, { toolCallId: ticket.toolCallId, action: 'deny', reason: 'poison x\u0000' });
         await send('decision reason with a lone surrogate', decisions, { toolCallId: ticket.toolCallId, action: 'deny', reason: 'poison \udc00' });
-        const approve = await fetch(`${fleet.api()}${decisions}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ toolCallId: ticket.toolCallId, action: 'approve' }) });
+        // A careful client: an overload answer (429 with Retry-After) is retried.
+        let approve: Response;
+        do {
+          approve = await fetch(`${fleet.api()}${decisions}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ toolCallId: ticket.toolCallId, action: 'approve' }) });
+          if (approve.status === 429) await sleep(Number(approve.headers.get('retry-after') ?? '1') * 1000);
+        } while (approve.status === 429);
         expect(approve.status).toBe(202);
       }
       return Promise.all(mine);
