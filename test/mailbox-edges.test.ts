@@ -2,8 +2,8 @@
 // actions in the Temporal UI (terminate or cancel a run, terminate a thread), and input that reaches the
 // workflows without passing the API. Each ends with nothing lost, nothing doubled and the thread moving on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submitSignal } from '../src/contract/messages.js';
-import { decideUpdate } from '../src/contract/messages.js';
+import { decideUpdate, submitSignal } from '../src/contract/messages.js';
+import { postRetrying } from '../testkit/http.js';
 import { tenantRunWorkflowId, threadWorkflowId } from '../src/contract/mailbox.js';
 import { eventually, startStack, uniqueId, type Stack } from './stack.js';
 
@@ -17,20 +17,9 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A submit as a careful client makes it: a `429 thread_busy` is retried with the same Idempotency-Key after its Retry-After. */
-async function submit(threadId: string, content: string, extra: Record<string, unknown> = {}): Promise<{ status: number; body: any }> {
-  const key = uniqueId('key');
-  for (;;) {
-    const res = await fetch(`${stack.url}/v1/threads/${threadId}/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': key },
-      body: JSON.stringify({ messages: [{ role: 'user', content }], ...extra }),
-    });
-    const body = await res.json();
-    if (res.status !== 429) return { status: res.status, body };
-    await sleep(Number(res.headers.get('retry-after') ?? '1') * 1000);
-  }
-}
+/** A submit as a careful client makes it (testkit): a 429 or 503 is retried with the same Idempotency-Key after its Retry-After. */
+const submit = (threadId: string, content: string, extra: Record<string, unknown> = {}) =>
+  postRetrying(`${stack.url}/v1/threads/${threadId}/runs`, { messages: [{ role: 'user', content }], ...extra });
 
 const log = async (threadId: string) => stack.store.loadCommittedMessages({ tenant: 'default', threadId });
 

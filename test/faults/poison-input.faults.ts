@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import { replyTokens } from '../../src/agent/echo.js';
 import { driveRun, errorCode, type DrivenRun } from './client.js';
 import { checkRuns, echoPrompt, getJson, recordReport, sleep, useFleet } from './harness.js';
+import { postRetrying } from '../../testkit/http.js';
 
 const THREADS = 8;
 const stage = useFleet();
@@ -75,12 +76,7 @@ it('poison inputs among normal traffic: each gets 400 invalid_request and writes
         const decisions = `/v1/runs/${approval.runId}/decisions`;
         await send('decision reason with NUL', decisions, { toolCallId: ticket.toolCallId, action: 'deny', reason: 'poison x\u0000' });
         await send('decision reason with a lone surrogate', decisions, { toolCallId: ticket.toolCallId, action: 'deny', reason: 'poison \udc00' });
-        // A careful client: an overload answer (429 with Retry-After) is retried.
-        let approve: Response;
-        do {
-          approve = await fetch(`${fleet.api()}${decisions}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ toolCallId: ticket.toolCallId, action: 'approve' }) });
-          if (approve.status === 429) await sleep(Number(approve.headers.get('retry-after') ?? '1') * 1000);
-        } while (approve.status === 429);
+        const approve = await postRetrying(`${fleet.api()}${decisions}`, { toolCallId: ticket.toolCallId, action: 'approve' });
         expect(approve.status).toBe(202);
       }
       return Promise.all(mine);
