@@ -19,7 +19,7 @@ export interface DevServicesOptions {
   /** Temporal's history in a file under `dataDir` (kept across restarts) instead of in memory */
   keepHistory?: boolean;
   namespace?: string;
-  dynamicConfig?: Record<string, string | number>;
+  dynamicConfig?: Record<string, string | number | boolean>;
   log?: (line: string) => void;
 }
 

@@ -11,12 +11,31 @@ import { findTemporalCli, type TemporalCli } from './temporal-cli.js';
 
 export const SEARCH_ATTRIBUTES = ['ThreadId', 'ThreadboxRunId', 'AgentId', 'RunStatus'] as const;
 
+/**
+ * Settings that make each dispatch hop of the dev server fast (its defaults suit a laptop demo, not a
+ * benchmark): its one history shard reads its transfer queue at most 20 times a second, so a run's
+ * ~20 transfer tasks wait for slots; eager activities let a workflow task carry the activity it
+ * schedules straight back to the worker. A production cluster has many shards and tunes neither
+ * (docs/operations.md, "The dev server's speed settings").
+ */
+export const DEV_SERVER_SPEED: Record<string, string | number | boolean> = {
+  'history.transferProcessorMaxPollRPS': 10_000,
+  'system.enableActivityEagerExecution': true,
+};
+
+/**
+ * SQLite settings of a file-backed dev server: a write-ahead log and `synchronous=normal` fsync at
+ * checkpoints instead of every commit. A crash of the server process loses nothing; a power cut may
+ * lose the last commits, which a dev server may.
+ */
+export const DEV_SERVER_SQLITE_PRAGMAS = ['journal_mode=wal', 'synchronous=normal'];
+
 export interface DevServerOptions {
   port: number;
   uiPort?: number; // absent: headless
   dbFile?: string; // absent: in memory
   namespace?: string;
-  dynamicConfig?: Record<string, string | number>;
+  dynamicConfig?: Record<string, string | number | boolean>;
   log?: (line: string) => void;
 }
 
@@ -32,7 +51,8 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<Ru
   const cli = findTemporalCli({ build: true, log });
   log(`temporal CLI: ${cli.source}${'path' in cli ? ` (${cli.path})` : ''}`);
   const namespace = opts.namespace ?? 'default';
-  const dynamic = Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+  const dynamic = Object.entries({ ...DEV_SERVER_SPEED, ...opts.dynamicConfig }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+  const pragmas = opts.dbFile ? DEV_SERVER_SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p]) : [];
   const address = `127.0.0.1:${opts.port}`;
   const uiUrl = opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : undefined;
 
@@ -46,7 +66,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<Ru
         dbFilename: opts.dbFile ? resolve(opts.dbFile) : undefined,
         namespace,
         searchAttributes: SEARCH_ATTRIBUTES.map((name) => defineSearchAttributeKey(name, 'KEYWORD')),
-        extraArgs: dynamic,
+        extraArgs: [...dynamic, ...pragmas],
       },
     });
     return { address, uiUrl, cli, stop: () => env.teardown() };
@@ -60,7 +80,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<Ru
     args.push('--db-filename', resolve(opts.dbFile));
   }
   for (const name of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${name}=Keyword`);
-  args.push(...dynamic);
+  args.push(...dynamic, ...pragmas);
 
   // The readiness check below would take any server that answers on the port for this one.
   if (await portInUse(opts.port)) throw new Error(`cannot start the temporal dev server: ${address} is already in use`);
