@@ -12,8 +12,6 @@ import { toolActivities } from './tools.js';
 export interface ActivityDeps {
   store: Store;
   agents: AgentRegistry;
-  /** how long streamed events may wait before a flush (THREADBOX_FLUSH_MS) */
-  flushMs?: number;
   /** asks Temporal whether a run workflow still runs (probeRun); without it every run counts as running */
   temporal?: Client;
 }

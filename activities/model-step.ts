@@ -28,16 +28,14 @@ export interface ModelStepResult {
   inferenceMs: number;
 }
 
-/** How long streamed events may wait in the buffer before a flush. */
-export const DEFAULT_FLUSH_MS = 25;
 /**
  * A cancel reaches an activity only in the reply to a heartbeat, so a step heartbeats this often
  * even while the provider sends nothing (before its first token, between slow ones). The worker
- * throttles heartbeats to the same 100 ms, so token flushes add no RPCs on top of these.
+ * throttles heartbeats to the same 100 ms, so token writes add no RPCs on top of these.
  */
 export const STEP_HEARTBEAT_MS = 100;
 
-type ModelStepDeps = { store: Store; agents: AgentRegistry; flushMs?: number };
+type ModelStepDeps = { store: Store; agents: AgentRegistry };
 
 export function modelStepActivities(deps: ModelStepDeps) {
   return {
@@ -58,7 +56,7 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
   const agent = deps.agents.get(input.agentId);
   if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown_agent');
 
-  const events = new EventFlusher(deps.store, input.tenant, runId, modelStepFence(step, attempt), (seq) => ctx.heartbeat({ seq }), deps.flushMs ?? DEFAULT_FLUSH_MS);
+  const events = new EventFlusher(deps.store, input.tenant, runId, modelStepFence(step, attempt), (seq) => ctx.heartbeat({ seq }));
   const heartbeat = setInterval(() => ctx.heartbeat({ seq: events.lastSeq }), STEP_HEARTBEAT_MS);
   // Leaving the stream early (a failed or fenced-out flush) only detaches the AI SDK's reader;
   // aborting is what ends the provider's HTTP request, so every way out of this function does it.
@@ -92,7 +90,6 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
   } finally {
     done.abort();
     clearInterval(heartbeat);
-    events.dispose();
   }
 }
 

@@ -1,6 +1,5 @@
 // The bench's command line: every count it runs (`--quick` divides them by 10), and its progress lines on stderr.
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../src/config.js';
 
 const options = {
   runs: { type: 'string', default: '200' }, // submit → first byte/token samples per side
@@ -48,7 +47,6 @@ export const settings = {
   idleThreads: count('idle-threads'),
   waitingRuns: count('waiting-runs'),
   scaleSamples: count('scale-samples'),
-  flushIntervalMs: loadConfig().THREADBOX_FLUSH_MS,
 };
 export type Settings = typeof settings;
 

@@ -1,11 +1,15 @@
 // A timed SSE client: one submit, every frame's arrival time.
 import { clock, readSse } from '../testkit/sse.js';
 
+/** One model token; a `text_delta` event may carry several (threadbox coalesces what arrives during a write). */
 export interface Token {
-  at: number; // arrival at the client
-  ts: number; // the event's `ts` (threadbox: Postgres commit time of its flush)
+  at: number; // arrival at the client of the event that carried it
+  ts: number; // the event's `ts` (threadbox: Postgres commit time of its write)
   delta: string;
 }
+
+/** The tokens of the echo model and the timed provider: optional whitespace, then a word. */
+const TOKEN = /\s*\S+/g;
 
 export interface TimedRun {
   submittedAt: number;
@@ -16,6 +20,8 @@ export interface TimedRun {
   runId?: string;
   termination?: string;
   tokens: Token[];
+  /** `text_delta` events that carried the tokens */
+  textEvents: number;
   firstToken: Promise<void>;
   done: Promise<void>;
 }
@@ -33,7 +39,7 @@ export async function submitTimed(url: string, body: unknown): Promise<TimedRun>
   if (response.status !== 200 || !response.body) throw new Error(`POST ${url}: ${response.status} ${await response.text()}`);
   let tokenSeen!: () => void;
   const firstToken = new Promise<void>((r) => (tokenSeen = r));
-  const run: TimedRun = { submittedAt, headersAt, tokens: [], firstToken, done: Promise.resolve() };
+  const run: TimedRun = { submittedAt, headersAt, tokens: [], textEvents: 0, firstToken, done: Promise.resolve() };
   run.done = readSse(response.body, (frame, at) => {
     if (!frame.event || !frame.data) return;
     const event = JSON.parse(frame.data);
@@ -41,7 +47,8 @@ export async function submitTimed(url: string, body: unknown): Promise<TimedRun>
     run.runId ??= event.runId;
     if (frame.event === 'text_delta') {
       run.firstTokenAt ??= at;
-      run.tokens.push({ at, ts: Date.parse(event.ts), delta: event.delta });
+      run.textEvents += 1;
+      for (const [delta] of (event.delta as string).matchAll(TOKEN)) run.tokens.push({ at, ts: Date.parse(event.ts), delta });
       tokenSeen();
     } else if (frame.event === 'run_finish') {
       run.finishAt = at;

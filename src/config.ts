@@ -50,7 +50,6 @@ export const envSchema = z.object({
   THREADBOX_API_KEYS: apiKeys,
   THREADBOX_MODEL: z.string().min(1).default('echo'),
   THREADBOX_CONFIG: z.string().min(1).optional(),
-  THREADBOX_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(25),
   THREADBOX_SSE_HEARTBEAT_MS: z.coerce.number().int().min(10).default(15_000),
   THREADBOX_SSE_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   THREADBOX_SSE_MAX_PER_KEY: z.coerce.number().int().min(1).default(50),

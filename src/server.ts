@@ -68,7 +68,6 @@ async function startWorker(config: Config, opts: StartOptions, store: Store, age
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     store,
     agents,
-    flushMs: config.THREADBOX_FLUSH_MS,
     workflowBundle: opts.workflowBundle,
   });
   const running = worker.run();

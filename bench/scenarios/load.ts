@@ -48,7 +48,10 @@ export async function measureTokensPerSecond(stack: Stack) {
   if (run.tokens.length !== settings.longTokens) throw new Error(`firehose streamed ${run.tokens.length} of ${settings.longTokens} tokens`);
   const base = await submitTimed(`${stack.baseline}/baseline/runs`, userMessage(text));
   await base.done;
+  const { rows } = await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM run_events WHERE run_id = $1', [run.runId]);
   return {
+    long_run_tokens: run.tokens.length,
+    long_run_events_stored: Number(rows[0]!.n),
     tokens_per_sec_one_run: Math.round(rate(run)),
     baseline_tokens_per_sec_one_run: Math.round(rate(base)),
     long_run_total_ms: Math.round(run.finishAt! - run.submittedAt),
