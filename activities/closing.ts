@@ -12,7 +12,8 @@ export function closingActivities(store: Store) {
      * `interrupted`) and a `cancelled` result for each tool call left without one, so the log stays
      * valid for the next model call. The higher fence shuts out the step's activity.
      */
-    async commitInterruptedStep(args: { tenant: string; threadId: string; runId: string; step: number }) {
+    async commitInterruptedStep(args: { tenant: string; threadId: string; runId: string; step: number; start?: { carriedRunIds: string[] } }) {
+      if (args.start) await startIfQueued(store, args.runId, args.tenant, args.start.carriedRunIds);
       await closeStep(store, { tenant: args.tenant, threadId: args.threadId }, args.runId, args.step);
     },
 
@@ -43,6 +44,12 @@ export function closingActivities(store: Store) {
       });
     },
   };
+}
+
+/** Starts a run stopped before its first step could (committing its input); a started or ended run is left as it is. */
+export async function startIfQueued(store: Store, runId: string, tenant: string, carriedRunIds: string[]) {
+  const run = await store.getRun(runId, tenant);
+  if (run?.status === 'queued') await storeCall(() => store.startRun(runId, carriedRunIds, tenant));
 }
 
 /**

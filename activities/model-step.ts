@@ -17,6 +17,8 @@ export interface ModelStepInput {
   runId: string;
   agentId: string;
   step: number;
+  /** the first step of a run starts it: commits its input (and that of `carriedRunIds`) before the model call */
+  start?: { carriedRunIds: string[] };
 }
 
 export interface ModelStepResult {
@@ -65,6 +67,8 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
   let started: number | undefined;
   const inferenceMs = () => (started === undefined ? 0 : Math.round(performance.now() - started));
   try {
+    // Idempotent: a retry of the first step (or the run's end racing it) finds the run started.
+    if (input.start) await deps.store.startRun(runId, input.start.carriedRunIds, input.tenant);
     // A retry starts the step over: clients drop what the failed attempt streamed.
     if (attempt > 1) events.push({ type: 'stream_reset', step, attempt });
     events.push({ type: 'step_start', step, attempt });

@@ -3,6 +3,7 @@ import { Context } from '@temporalio/activity';
 import type { Termination } from '../src/contract/run-events.js';
 import type { Store, ThreadRef } from '../src/store/store.js';
 import { toolResultFence, type ApprovalTicket, type InputMessage } from '../src/contract/mailbox.js';
+import { startIfQueued } from './closing.js';
 import { storeCall } from './retry.js';
 
 export function runRecordActivities(store: Store) {
@@ -50,7 +51,9 @@ export function runRecordActivities(store: Store) {
       await storeCall(() => store.startRun(args.runId, args.carriedRunIds, args.tenant));
     },
 
-    async finishRun(args: { runId: string; termination: Termination; fence?: number; tenant?: string }) {
+    /** `start`: the run never started (stopped before its first step): its input is committed first. */
+    async finishRun(args: { runId: string; termination: Termination; fence?: number; tenant?: string; start?: { carriedRunIds: string[] } }) {
+      if (args.start && args.tenant) await startIfQueued(store, args.runId, args.tenant, args.start.carriedRunIds);
       const error = args.termination.type === 'error' ? args.termination.detail : undefined;
       await storeCall(() => store.finishRun(args.runId, args.termination, { fence: args.fence, error, tenant: args.tenant }));
     },

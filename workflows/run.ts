@@ -11,13 +11,19 @@ import { modelStepActivity, store, toolActivity } from './activities.js';
  * call is valid; the end report carries the agent. Executions begun before it keep the v1 rules.
  */
 const RUN_V2 = 'run-v2';
+/**
+ * Patch: the first model step starts the run itself (commits its input, then streams), one activity
+ * hop fewer before the first token. A run stopped before that still commits its input when it ends.
+ */
+const START_IN_FIRST_STEP = 'start-in-first-step';
 
 export async function runWorkflow(input: RunWorkflowInput): Promise<Termination> {
   const run = new Run(input, patched(RUN_V2));
   run.listen();
   let termination: Termination;
   try {
-    await store.startRun({ runId: input.runId, tenant: input.tenant, carriedRunIds: input.carriedRunIds });
+    if (patched(START_IN_FIRST_STEP)) run.started = false;
+    else await store.startRun({ runId: input.runId, tenant: input.tenant, carriedRunIds: input.carriedRunIds });
     setStatus('running');
     termination = await run.loop.run(() => run.steps());
   } catch (err) {
@@ -31,6 +37,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
 class Run {
   readonly ref: { tenant: string; threadId: string };
   readonly loop = new CancellationScope();
+  /** whether the run's input is known committed (its record left `queued`) */
+  started = true;
   private stopReason: StopReason | undefined;
   private step = 0;
   private readonly steered: InputMessage[] = [];
@@ -79,7 +87,9 @@ class Run {
       if (steered.length) await this.applySteering();
       if (this.step >= input.agent.maxSteps) return { type: 'max_steps', detail: `stopped after ${input.agent.maxSteps} steps` } satisfies Termination;
       const step = (this.step += 1);
-      const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step });
+      const start = this.started ? undefined : { carriedRunIds: input.carriedRunIds };
+      const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step, start });
+      this.started = true;
       await store.commitMessages({
         ref,
         messages: [
@@ -101,6 +111,8 @@ class Run {
   }
 
   private async applySteering() {
+    // Steering that arrives before the first step goes after the run's input: the run starts first.
+    if (!this.started) await this.ensureStarted();
     const messages = this.steered.splice(0);
     await store.applySteering({ ref: this.ref, runId: this.input.runId, messages, fence: afterStepFence(this.step) });
   }
@@ -117,6 +129,12 @@ class Run {
     setStatus('running');
   }
 
+  private async ensureStarted() {
+    const { runId, tenant, carriedRunIds } = this.input;
+    await store.startRun({ runId, tenant, carriedRunIds });
+    this.started = true;
+  }
+
   terminationOf(err: unknown): Termination {
     if (isCancellation(err) && this.stopReason) return { type: this.stopReason };
     if (this.v2 && isCancellation(err)) return { type: 'cancelled', detail: 'its workflow was cancelled in Temporal' };
@@ -126,10 +144,13 @@ class Run {
   /** Closes the log and the record, then tells the thread (with any steering left unapplied). */
   async end(termination: Termination) {
     const { tenant, threadId, runId } = this.input;
+    // Stopped or failed before its first step started it: the first closing activity commits its input all the same.
+    let start = this.started ? undefined : { carriedRunIds: this.input.carriedRunIds };
     if (termination.type === 'interrupted' || termination.type === 'cancelled' || (this.v2 && termination.type === 'error')) {
-      await store.commitInterruptedStep({ tenant, threadId, runId, step: this.step });
+      await store.commitInterruptedStep({ tenant, threadId, runId, step: this.step, start });
+      start = undefined;
     }
-    await store.finishRun({ runId, tenant, termination, fence: afterStepFence(this.step) });
+    await store.finishRun({ runId, tenant, termination, fence: afterStepFence(this.step), start });
     setStatus(termination.type);
     await this.report(termination, this.steered.splice(0));
     // Steering that raced the end of the run still reaches the thread, which queues it.
