@@ -1,13 +1,19 @@
 // The activities as the workflows call them, with their timeouts and retry policies (set here once).
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 
-// Regular, not local, activities: their completions are history events ordered with the updates and
-// signals around them (submit, stop, steer, decide), which keeps replay of concurrent messages deterministic.
-export const store = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '100 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: ['illegal_transition', 'not_found'] },
-});
+const STORE_RETRY = { initialInterval: '100 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: ['illegal_transition', 'not_found'] };
+
+// Regular activities: their completions are history events ordered with the updates and signals
+// around them (submit, stop, steer, decide), which keeps replay of concurrent messages deterministic.
+export const store = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: STORE_RETRY });
+
+/**
+ * The same store calls as local activities: run by the worker inside the workflow task, no dispatch hop.
+ * Used only where the thread's handler lock already orders them (createRun in a submit, the rebuild
+ * before any handler may run), so their markers replay in the order they were made.
+ */
+export const localStore = proxyLocalActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: STORE_RETRY });
 
 export const modelStepActivity = (step: number) =>
   proxyActivities<Activities>({

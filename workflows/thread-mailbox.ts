@@ -16,7 +16,7 @@ import {
   type SubmitResult,
   type ThreadWorkflowInput,
 } from '../src/contract/mailbox.js';
-import { store } from './activities.js';
+import { localStore, store } from './activities.js';
 import { terminationOfClosure } from './closures.js';
 import { Lock } from './lock.js';
 import { Mailbox } from './mailbox.js';
@@ -51,6 +51,8 @@ export class ThreadMailbox {
   constructor(
     input: ThreadWorkflowInput,
     readonly v2: boolean,
+    /** the `local-claims` patch: a submit's createRun and the rebuild run as local activities */
+    readonly local = false,
   ) {
     this.ref = { tenant: input.tenant, threadId: input.threadId };
     this.mailbox = new Mailbox(input.state?.mailbox);
@@ -90,7 +92,7 @@ export class ThreadMailbox {
 
     const epoch = submit.mode === 'interrupt' ? mailbox.epoch + 1 : mailbox.epoch;
     const run = { ...dispatch, agentId: submit.agent.agentId, input: submit.messages, epoch, ...(submit.requestHash ? { requestHash: submit.requestHash } : {}) };
-    const claim = await store.createRun({ ref, run });
+    const claim = await (this.local ? localStore : store).createRun({ ref, run });
     if (!claim.created) {
       return { ...ids, dispatchId: claim.dispatchId, status: claim.status === 'queued' ? 'queued' : 'running', duplicate: true };
     }
@@ -261,7 +263,7 @@ export class ThreadMailbox {
 
   /** A thread without state is new, or its workflow was terminated: Postgres has its queue. */
   async rebuild() {
-    const stored = await store.loadMailbox({ ref: this.ref });
+    const stored = await (this.local ? localStore : store).loadMailbox({ ref: this.ref });
     this.mailbox.restore(stored);
     if (stored.orphanedRunIds.length) await store.commitPendingInput({ ref: this.ref, runIds: stored.orphanedRunIds });
     await this.probeActive();
