@@ -10,8 +10,9 @@ export const store = proxyActivities<Activities>({ startToCloseTimeout: '30 seco
 
 /**
  * The same store calls as local activities: run by the worker inside the workflow task, no dispatch hop.
- * Used only where the thread's handler lock already orders them (createRun in a submit, the rebuild
- * before any handler may run), so their markers replay in the order they were made.
+ * Only for reads (the rebuild's loadMailbox, before any handler may run): a local activity runs before its
+ * workflow task completes, so when that task fails (an update or signal arrived as it closed) the effects
+ * of a write would stand while the workflow, retried, decides afresh: a claimed run id no mailbox holds.
  */
 export const localStore = proxyLocalActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: STORE_RETRY });
 

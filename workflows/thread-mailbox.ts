@@ -51,7 +51,7 @@ export class ThreadMailbox {
   constructor(
     input: ThreadWorkflowInput,
     readonly v2: boolean,
-    /** the `local-claims` patch: a submit's createRun and the rebuild run as local activities */
+    /** the `local-mailbox-load` patch: the rebuild reads Postgres by local activity */
     readonly local = false,
   ) {
     this.ref = { tenant: input.tenant, threadId: input.threadId };
@@ -92,7 +92,7 @@ export class ThreadMailbox {
 
     const epoch = submit.mode === 'interrupt' ? mailbox.epoch + 1 : mailbox.epoch;
     const run = { ...dispatch, agentId: submit.agent.agentId, input: submit.messages, epoch, ...(submit.requestHash ? { requestHash: submit.requestHash } : {}) };
-    const claim = await (this.local ? localStore : store).createRun({ ref, run });
+    const claim = await store.createRun({ ref, run });
     if (!claim.created) {
       return { ...ids, dispatchId: claim.dispatchId, status: claim.status === 'queued' ? 'queued' : 'running', duplicate: true };
     }

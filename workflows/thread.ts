@@ -22,12 +22,16 @@ import { handleSubmitV1, onRunEndedV1 } from './thread-v1.js';
  * Executions that began before it keep the v1 rules until they continue-as-new.
  */
 const MAILBOX_V2 = 'mailbox-v2';
-/** Patch: a submit claims its run id, and a new thread loads its mailbox, by local activity (one dispatch hop fewer each). */
-const LOCAL_CLAIMS = 'local-claims';
+/**
+ * Patch: a thread started without state reads its mailbox by local activity (one dispatch hop fewer before a
+ * new thread's first run). Only this read: a local activity's effects stand even when its workflow task
+ * fails and is retried, so store calls that write (createRun) stay regular activities.
+ */
+const LOCAL_MAILBOX_LOAD = 'local-mailbox-load';
 
 export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> {
   const v2 = patched(MAILBOX_V2);
-  const tm = new ThreadMailbox(input, v2, v2 && patched(LOCAL_CLAIMS));
+  const tm = new ThreadMailbox(input, v2, v2 && patched(LOCAL_MAILBOX_LOAD));
   // A thread without state is new, or its workflow was terminated: Postgres has its queue. Nothing else
   // touches the mailbox until it is rebuilt.
   const rebuild = tm.v2 && !input.state;
