@@ -12,9 +12,29 @@ export function closingActivities(store: Store) {
      * `interrupted`) and a `cancelled` result for each tool call left without one, so the log stays
      * valid for the next model call. The higher fence shuts out the step's activity.
      */
-    async commitInterruptedStep(args: { tenant: string; threadId: string; runId: string; step: number; start?: { carriedRunIds: string[] } }) {
-      if (args.start) await startIfQueued(store, args.runId, args.tenant, args.start.carriedRunIds);
+    async commitInterruptedStep(args: { tenant: string; threadId: string; runId: string; step: number }) {
       await closeStep(store, { tenant: args.tenant, threadId: args.threadId }, args.runId, args.step);
+    },
+
+    /**
+     * How a run ends (since the start-in-first-step patch), in one activity: a run stopped or failed
+     * before its first step started it commits its input (`start`); a stopped or failed one closes its
+     * last step (`closeStep`, as commitInterruptedStep); then the record is finished. Idempotent.
+     */
+    async endRun(args: {
+      tenant: string;
+      threadId: string;
+      runId: string;
+      step: number;
+      termination: Termination;
+      closeStep: boolean;
+      start?: { carriedRunIds: string[] };
+    }) {
+      const { tenant, runId, step, termination } = args;
+      if (args.start) await startIfQueued(store, runId, tenant, args.start.carriedRunIds);
+      if (args.closeStep) await closeStep(store, { tenant, threadId: args.threadId }, runId, step);
+      const error = termination.type === 'error' ? termination.detail : undefined;
+      await storeCall(() => store.finishRun(runId, termination, { fence: afterStepFence(step), error, tenant }));
     },
 
     /**
@@ -47,7 +67,7 @@ export function closingActivities(store: Store) {
 }
 
 /** Starts a run stopped before its first step could (committing its input); a started or ended run is left as it is. */
-export async function startIfQueued(store: Store, runId: string, tenant: string, carriedRunIds: string[]) {
+async function startIfQueued(store: Store, runId: string, tenant: string, carriedRunIds: string[]) {
   const run = await store.getRun(runId, tenant);
   if (run?.status === 'queued') await storeCall(() => store.startRun(runId, carriedRunIds, tenant));
 }

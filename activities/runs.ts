@@ -3,7 +3,6 @@ import { Context } from '@temporalio/activity';
 import type { Termination } from '../src/contract/run-events.js';
 import type { Store, ThreadRef } from '../src/store/store.js';
 import { toolResultFence, type ApprovalTicket, type InputMessage } from '../src/contract/mailbox.js';
-import { startIfQueued } from './closing.js';
 import { storeCall } from './retry.js';
 
 export function runRecordActivities(store: Store) {
@@ -51,9 +50,7 @@ export function runRecordActivities(store: Store) {
       await storeCall(() => store.startRun(args.runId, args.carriedRunIds, args.tenant));
     },
 
-    /** `start`: the run never started (stopped before its first step): its input is committed first. */
-    async finishRun(args: { runId: string; termination: Termination; fence?: number; tenant?: string; start?: { carriedRunIds: string[] } }) {
-      if (args.start && args.tenant) await startIfQueued(store, args.runId, args.tenant, args.start.carriedRunIds);
+    async finishRun(args: { runId: string; termination: Termination; fence?: number; tenant?: string }) {
       const error = args.termination.type === 'error' ? args.termination.detail : undefined;
       await storeCall(() => store.finishRun(args.runId, args.termination, { fence: args.fence, error, tenant: args.tenant }));
     },

@@ -13,7 +13,8 @@ import { modelStepActivity, store, toolActivity } from './activities.js';
 const RUN_V2 = 'run-v2';
 /**
  * Patch: the first model step starts the run itself (commits its input, then streams), one activity
- * hop fewer before the first token. A run stopped before that still commits its input when it ends.
+ * hop fewer before the first token; and the run ends with one closing activity (endRun: the input of a
+ * run stopped before its first step, the interrupted step's salvage and the finish), not two.
  */
 const START_IN_FIRST_STEP = 'start-in-first-step';
 
@@ -22,7 +23,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
   run.listen();
   let termination: Termination;
   try {
-    if (patched(START_IN_FIRST_STEP)) run.started = false;
+    if (patched(START_IN_FIRST_STEP)) run.started = run.twoClosingActivities = false;
     else await store.startRun({ runId: input.runId, tenant: input.tenant, carriedRunIds: input.carriedRunIds });
     setStatus('running');
     termination = await run.loop.run(() => run.steps());
@@ -39,6 +40,8 @@ class Run {
   readonly loop = new CancellationScope();
   /** whether the run's input is known committed (its record left `queued`) */
   started = true;
+  /** before the start-in-first-step patch: the run ends with commitInterruptedStep and finishRun, not endRun */
+  twoClosingActivities = true;
   private stopReason: StopReason | undefined;
   private step = 0;
   private readonly steered: InputMessage[] = [];
@@ -144,13 +147,15 @@ class Run {
   /** Closes the log and the record, then tells the thread (with any steering left unapplied). */
   async end(termination: Termination) {
     const { tenant, threadId, runId } = this.input;
-    // Stopped or failed before its first step started it: the first closing activity commits its input all the same.
-    let start = this.started ? undefined : { carriedRunIds: this.input.carriedRunIds };
-    if (termination.type === 'interrupted' || termination.type === 'cancelled' || (this.v2 && termination.type === 'error')) {
-      await store.commitInterruptedStep({ tenant, threadId, runId, step: this.step, start });
-      start = undefined;
+    const closeStep = termination.type === 'interrupted' || termination.type === 'cancelled' || (this.v2 && termination.type === 'error');
+    if (this.twoClosingActivities) {
+      if (closeStep) await store.commitInterruptedStep({ tenant, threadId, runId, step: this.step });
+      await store.finishRun({ runId, tenant, termination, fence: afterStepFence(this.step) });
+    } else {
+      // Stopped or failed before its first step started it: its input is committed all the same.
+      const start = this.started ? undefined : { carriedRunIds: this.input.carriedRunIds };
+      await store.endRun({ tenant, threadId, runId, step: this.step, termination, closeStep, start });
     }
-    await store.finishRun({ runId, tenant, termination, fence: afterStepFence(this.step), start });
     setStatus(termination.type);
     await this.report(termination, this.steered.splice(0));
     // Steering that raced the end of the run still reaches the thread, which queues it.
