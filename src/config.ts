@@ -58,6 +58,8 @@ export const envSchema = z.object({
   // Temporal admits 10 in-flight updates per workflow (history.maxInFlightUpdates); each API process stays below it.
   THREADBOX_MAX_INFLIGHT_PER_THREAD: z.coerce.number().int().min(1).max(1000).default(8),
   THREADBOX_MAX_INFLIGHT_UPDATES: z.coerce.number().int().min(4).max(100_000).default(64),
+  // Workflows a worker keeps in memory; the least recently used idle thread is evicted and replays on its next message.
+  THREADBOX_WORKFLOW_CACHE_SIZE: z.coerce.number().int().min(0).max(100_000).default(500),
   THREADBOX_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

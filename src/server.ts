@@ -69,6 +69,7 @@ async function startWorker(config: Config, opts: StartOptions, store: Store, age
     store,
     agents,
     workflowBundle: opts.workflowBundle,
+    maxCachedWorkflows: config.THREADBOX_WORKFLOW_CACHE_SIZE,
   });
   const running = worker.run();
   teardown.drains.push(async () => {

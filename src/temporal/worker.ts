@@ -1,10 +1,17 @@
 // Builds the worker: bundles the workflow code and registers the activities.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Client } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../../activities/index.js';
 
 const WORKFLOWS_ENTRY = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+const BUNDLE_CHILD = fileURLToPath(new URL('./bundle-child.ts', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
  * Bundles workflows/ once (or another entry: an older commit's workflows, for the upgrade test); the `.js`
@@ -21,11 +28,27 @@ export async function bundleWorkflows(workflowsPath = WORKFLOWS_ENTRY): Promise<
   });
 }
 
+/** bundleWorkflows in a child process (node with tsx's loader): the worker keeps the code, not webpack's heap. */
+export async function bundleWorkflowsApart(): Promise<WorkflowBundle> {
+  const dir = mkdtempSync(join(tmpdir(), 'threadbox-bundle-'));
+  const out = join(dir, 'workflows.js');
+  try {
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', BUNDLE_CHILD, out], { cwd: REPO_ROOT, maxBuffer: 10 * 2 ** 20 }).catch((err) => {
+      throw new Error(`bundling the workflow code failed: ${(err as { stderr?: string }).stderr || (err as Error).message}`);
+    });
+    return { code: readFileSync(out, 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export interface WorkerOptions extends ActivityDeps {
   address: string;
   namespace: string;
   taskQueue: string;
   workflowBundle?: WorkflowBundle;
+  /** workflows kept in memory (THREADBOX_WORKFLOW_CACHE_SIZE): an idle thread past it is evicted, and replayed on its next message */
+  maxCachedWorkflows?: number;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
@@ -34,13 +57,14 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    workflowBundle: opts.workflowBundle ?? (await bundleWorkflows()),
+    workflowBundle: opts.workflowBundle ?? (await bundleWorkflowsApart()),
     // probeRun asks Temporal, over the worker's own connection, whether a run workflow still runs.
     activities: createActivities({ ...opts, temporal: new Client({ connection, namespace: opts.namespace }) }),
     // A cancel reaches a streaming step only with its next heartbeat: keep the throttle short.
     maxHeartbeatThrottleInterval: '100 milliseconds',
     defaultHeartbeatThrottleInterval: '100 milliseconds',
     shutdownGraceTime: '10 seconds',
+    maxCachedWorkflows: opts.maxCachedWorkflows,
   });
   return { worker, connection };
 }
