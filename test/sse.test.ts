@@ -40,7 +40,7 @@ describe('SSE', () => {
 
   it('resuming a finished run from every cursor yields exactly the remaining events', async () => {
     const threadId = uniqueId('resume');
-    const submitted = await stack.request('POST', `/v1/threads/${threadId}/runs`, { messages: [{ content: '/long 12 resume me' }] });
+    const submitted = await stack.request('POST', `/v1/threads/${threadId}/runs`, { messages: [{ content: '/slow 20 /long 12 resume me' }] });
     const { runId } = submitted.body;
     await eventually(async () => ((await stack.store.getRun(runId))?.status === 'done' ? true : undefined));
     const all = (await stack.request('GET', `/v1/runs/${runId}/events?limit=1000`)).body.items;

@@ -1,5 +1,6 @@
 // Every echo directive through a real run: HTTP submit, thread and run workflows, step and tool activities, Postgres.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { typesCoalesced } from '../coalesced.js';
 import { eventually, startStack, uniqueId, type Stack } from '../stack.js';
 
 let stack: Stack;
@@ -34,11 +35,11 @@ describe('echo directives in a real run', () => {
       ['tool', '{"result":5}', undefined, 'call_1'],
       ['assistant', 'Echo: {"result":5}', undefined, undefined],
     ]);
-    expect(r.events.map((e) => e.type)).toEqual([
+    expect(typesCoalesced(r.events)).toEqual([
       'run_queued', 'run_start',
       'step_start', 'tool_call_start', 'tool_call_delta', 'tool_call_ready', 'step_end',
       'tool_call_done',
-      'step_start', 'text_delta', 'text_delta', 'step_end',
+      'step_start', 'text_delta', 'step_end',
       'run_finish',
     ]);
     expect(r.of('tool_call_done')[0]).toMatchObject({ toolCallId: 'call_1', toolName: 'calculator', outcome: 'ok', output: { result: 5 } });
@@ -95,9 +96,12 @@ describe('echo directives in a real run', () => {
   it('/long streams exactly n tokens and commits them as one message', async () => {
     const r = await run('/long 500 start');
     const deltas = r.of('text_delta');
-    expect(deltas).toHaveLength(500);
+    // Group commit: the tokens a fast model sends during one write go into the next, as one delta.
+    expect(deltas.length).toBeGreaterThanOrEqual(1);
+    expect(deltas.length).toBeLessThanOrEqual(500);
     expect(deltas.map((e) => e.seq)).toEqual(deltas.map((_, i) => deltas[0].seq + i));
     const expected = ['Echo:', ' start', ...Array.from({ length: 498 }, (_, i) => ` w${i + 3}`)].join('');
+    expect(deltas.map((e) => e.delta).join('')).toBe(expected);
     expect(r.log.at(-1)).toMatchObject({ role: 'assistant', content: expected });
     expect(r.of('step_end')[0].usage).toMatchObject({ outputTokens: 500 });
     expect(r.record.usage.outputTokens).toBe(500);

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { typesCoalesced } from '../coalesced.js';
 import { startFakeOpenAI, type FakeOpenAI } from '../fake-openai.js';
 import { eventually, startStack, uniqueId, type Stack } from '../stack.js';
 
@@ -81,18 +82,18 @@ describe('a run on an openai-compatible provider', () => {
     ]);
 
     const events = await stack.store.readEvents(runId);
-    expect(events.map((e) => e.type)).toEqual([
+    expect(typesCoalesced(events)).toEqual([
       'run_queued', 'run_start',
-      'step_start', 'tool_call_start', 'tool_call_delta', 'tool_call_delta', 'tool_call_delta', 'tool_call_ready', 'step_end',
+      'step_start', 'tool_call_start', 'tool_call_delta', 'tool_call_ready', 'step_end',
       'tool_call_done',
-      'step_start', 'text_delta', 'text_delta', 'text_delta', 'text_delta', 'step_end',
+      'step_start', 'text_delta', 'step_end',
       'run_finish',
     ]);
     const byType = (type: string) => events.filter((e) => e.type === type) as any[];
     expect(byType('tool_call_delta').map((e) => e.delta).join('')).toBe('{"expression": "2+3"}');
     expect(byType('tool_call_ready')[0]).toMatchObject({ toolCallId: callId, toolName: 'calculator', input: { expression: '2+3' } });
     expect(byType('tool_call_done')[0]).toMatchObject({ toolCallId: callId, outcome: 'ok', output: { result: 5 } });
-    expect(byType('text_delta').map((e) => e.delta)).toEqual(['The', ' sum', ' is', ' 5.']);
+    expect(byType('text_delta').map((e) => e.delta).join('')).toBe('The sum is 5.');
     expect(byType('step_end').map((e) => e.finishReason)).toEqual(['tool-calls', 'stop']);
     expect(byType('step_end')[1].usage).toMatchObject({ outputTokens: 4, inferenceMs: expect.any(Number) });
 

@@ -149,6 +149,30 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'concurrent-submits',
+    async run({ api, record }) {
+      // Ten submits at once in every mode: their claims (local activities since the local-claims patch)
+      // are ordered only by the thread's handler lock, and replay must find them in that order.
+      const threadId = api.newThreadId('concurrent');
+      const first = await api.submit(threadId, '/slow 50 /long 40 first');
+      const modes = ['queue', 'steer', 'queue', 'interrupt', 'queue', 'steer', 'queue', 'queue', 'steer', 'queue'] as const;
+      const runs = await Promise.all(modes.map((mode, i) => api.submit(threadId, `/slow 20 /long 5 concurrent ${i}`, { mode })));
+      for (const run of [first, ...runs]) await api.waitForRunStatus(run.runId, 'done');
+      await record('concurrent-submits', 'ten submits at once (queue, steer, interrupt) while a run streams; every run ends', threadId);
+    },
+  },
+  {
+    name: 'stop-before-first-step',
+    async run({ api, record }) {
+      // The interrupt lands before the first run's model step (which starts it since start-in-first-step) gets going.
+      const threadId = api.newThreadId('early-stop');
+      const [first, second] = await Promise.all([api.submit(threadId, 'stopped at once'), sleep(5).then(() => api.submit(threadId, 'the interrupt'))]);
+      await api.waitForRunStatus(first!.runId, 'done');
+      await api.expectTermination(second!.runId, 'natural_end');
+      await record('stop-before-first-step', 'an interrupting submit right behind the first one: the first run may be stopped before its first step', threadId);
+    },
+  },
+  {
     name: 'durable-mailbox',
     async run({ api, record }) {
       const threadId = api.newThreadId('durable');
