@@ -16,7 +16,8 @@ const LABELS: [string, string][] = [
   ['cancel', 'cancel: POST cancel → run_finish'],
   ['cancel_to_last_token', 'cancel → last token written (≈ abort)'],
   ['first_event_with_idle_threads', `submit → first event, ${settings.idleThreads} threads exist`],
-  ['first_token_with_idle_threads', `submit → first token, ${settings.idleThreads} threads exist`],
+  ['first_token_with_idle_threads', `submit → first token, evicted idle thread (${settings.idleThreads} exist)`],
+  ['first_token_cached_thread', 'submit → first token, the same thread again (cached)'],
 ];
 
 export function printTable(figures: Record<string, unknown>) {
@@ -49,4 +50,13 @@ export function machine(loadStart: number) {
     load_avg_1m_start: round(loadStart),
     load_avg_1m_end: round(loadavg()[0]!),
   };
+}
+
+/** The median new-thread run, milestone by milestone: where each hop's time goes. */
+export function printTimeline(hops: { at_ms: number; gap_ms: number; where: string; what: string }[], firstTokenMs: number) {
+  console.log('');
+  console.log(`hop timeline of the median run on a new thread (first token at ${firstTokenMs} ms):`);
+  console.log(`${'at ms'.padStart(8)}  ${'+ms'.padStart(6)}  ${'where'.padEnd(8)}  what`);
+  for (const h of hops) console.log(`${h.at_ms.toFixed(1).padStart(8)}  ${h.gap_ms.toFixed(1).padStart(6)}  ${h.where.padEnd(8)}  ${h.what}`);
+  console.log('');
 }

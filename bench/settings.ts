@@ -12,7 +12,8 @@ const options = {
   'throughput-threads': { type: 'string', default: '50' },
   'throughput-runs-per-thread': { type: 'string', default: '6' },
   'long-tokens': { type: 'string', default: '20000' },
-  'idle-threads': { type: 'string', default: '1000' },
+  'idle-threads': { type: 'string', default: '10000' },
+  'timeline-runs': { type: 'string', default: '30' }, // new-thread runs whose median gives the hop timeline
   'waiting-runs': { type: 'string', default: '100' },
   'scale-samples': { type: 'string', default: '50' },
   quick: { type: 'boolean', default: false }, // every count divided by 10: a smoke run
@@ -45,6 +46,7 @@ export const settings = {
   throughputRunsPerThread: Number(flags['throughput-runs-per-thread']),
   longTokens: count('long-tokens'),
   idleThreads: count('idle-threads'),
+  timelineRuns: count('timeline-runs'),
   waitingRuns: count('waiting-runs'),
   scaleSamples: count('scale-samples'),
 };
