@@ -9,8 +9,9 @@ const stage = useFleet({ apis: 2 });
 it('API SIGKILL while clients stream and submit: clients resume on another instance with no gap, nothing lost or doubled', async () => {
   const { fleet } = stage;
   const started = Date.now();
-  // Submits spread over 4 s, so some are in flight when an instance dies.
-  const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 40, maxTokens: 100, deadlineMs: 150_000, staggerMs: 4000 });
+  // Submits spread over 10 s, so some are in flight when an instance dies, and runs still stream at the
+  // third kill (each kill waits for a streaming run, and a new instance takes seconds to start).
+  const crowd = startCrowd(fleet, { threads: 12, runsPerThread: 2, slowMs: 30, minTokens: 60, maxTokens: 150, deadlineMs: 150_000, staggerMs: 10_000 });
   let kills = 0;
   for (; kills < KILLS; kills++) {
     await crowd.waitUntilStreaming(60_000);

@@ -33,7 +33,8 @@ it('operator terminates a thread: workflow with an active run and 3 queued: the 
         await sleep(150);
       }
       const [active] = tracked;
-      while (!(active!.events.some((e) => e.type === 'text_delta') && tracked.every((r) => r.runId)) && Date.now() < deadline) await sleep(50);
+      // All four answered (a submit answered 429 is retried later: until then it is not in `tracked`).
+      while (!(active!.events.some((e) => e.type === 'text_delta') && tracked.length === 4 && tracked.every((r) => r.runId)) && Date.now() < deadline) await sleep(50);
       await sleep(randomBetween(200, 1500));
       // The queue as the thread holds it just before the terminate: the order the rebuilt thread must keep.
       const atTerminate = await getJson(`${fleet.api()}/v1/threads/${threadId}`);
