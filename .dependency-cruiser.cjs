@@ -32,6 +32,20 @@ module.exports = {
       to: { path: '^(src/api|src/agent|activities|workflows)/' },
     },
     {
+      name: 'protocols-are-pure-encoders',
+      severity: 'error',
+      comment: 'src/protocols/ turns the contract into wire formats (the AI SDK UI-message stream): no store, no Temporal, no API',
+      from: { path: '^src/protocols/' },
+      to: { path: '^(src|activities|workflows)/', pathNot: '^src/(contract|protocols)/' },
+    },
+    {
+      name: 'client-runs-anywhere',
+      severity: 'error',
+      comment: 'threadbox/client runs in browsers: it takes types from the contract and the route schemas, and nothing else of ours',
+      from: { path: '^src/client/' },
+      to: { path: '^(src|activities|workflows)/', pathNot: '^src/(contract|client)/|^src/api/schemas\\.ts$' },
+    },
+    {
       name: 'product-does-not-import-tests',
       severity: 'error',
       from: { path: '^(src|activities|workflows|scripts)/' },

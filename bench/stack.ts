@@ -13,6 +13,7 @@ import { sleep } from '../testkit/wait.js';
 import { startBaseline } from './baseline.js';
 import { progress } from './settings.js';
 import { startTimedProvider, type TimedProvider } from './timed-provider.js';
+import { plainTarget } from '../src/temporal/connection.js';
 
 export interface Stack {
   databaseUrl: string;
@@ -44,7 +45,7 @@ export async function startStack(): Promise<Stack> {
     // The API's rate limit guards a deployment, not a benchmark that submits thousands of runs a minute.
     const env = { TEMPORAL_TASK_QUEUE: taskQueue, THREADBOX_CONFIG: agentsFile, THREADBOX_RATE_LIMIT_PER_MIN: '1000000' };
     const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', ...env });
-    const api = await startThreadbox(config, { databaseUrl, temporalAddress, api: true, worker: false });
+    const api = await startThreadbox(config, { databaseUrl, temporal: plainTarget(temporalAddress), api: true, worker: false });
     stops.push(api.stop);
     const baseline = await startBaseline(timed);
     stops.push(() => baseline.app.close());

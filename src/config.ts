@@ -3,6 +3,9 @@ import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+/** A Temporal frontend address, `host:port` (src/temporal/connection.ts checks a profile's with it too). */
+export const HOST_PORT = /^[^\s:]+:\d+$/;
+
 const apiKeys = z
   .string()
   .default('')
@@ -37,8 +40,14 @@ const corsOrigins = z
 
 export const envSchema = z.object({
   DATABASE_URL: z.url().optional(),
-  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').optional(),
-  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  // Connections a process keeps to Postgres (one pool, shared by its API and worker; the API holds one more for LISTEN).
+  THREADBOX_PG_POOL_SIZE: z.coerce.number().int().min(2).max(1000).default(20),
+  // Every statement's bound on the server (0: none); a stuck query then frees its connection.
+  THREADBOX_PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
+  // The Temporal connection (address, namespace, API key, TLS, profile) is read by src/temporal/connection.ts
+  // through @temporalio/envconfig; these two are also checked here, so a typo fails with the rest.
+  TEMPORAL_ADDRESS: z.string().regex(HOST_PORT, 'must be host:port').optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).optional(),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('threadbox'),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -47,6 +56,8 @@ export const envSchema = z.object({
   THREADBOX_PG_PORT: port.default(54329),
   THREADBOX_TEMPORAL_PORT: port.default(7233),
   THREADBOX_TEMPORAL_UI_PORT: port.default(8233),
+  /** the Temporal Web UI the playground links each run to (npm run dev sets its own) */
+  THREADBOX_TEMPORAL_UI_URL: z.url().optional(),
   THREADBOX_API_KEYS: apiKeys,
   THREADBOX_MODEL: z.string().min(1).default('echo'),
   THREADBOX_CONFIG: z.string().min(1).optional(),

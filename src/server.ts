@@ -7,10 +7,12 @@ import { buildApp } from './api/app.js';
 import { ThreadboxService } from './api/service.js';
 import { apiConnectionOptions, TemporalCalls, TemporalLink } from './api/temporal-calls.js';
 import { ConfigError, type Config } from './config.js';
-import { createPool, migrate } from './store/db.js';
+import { checkNamespace, connectTo, connectionOptions, type TemporalTarget } from './temporal/connection.js';
+import { createPool, databaseRefusal, isDatabaseRefusal, migrate } from './store/db.js';
 import { Store } from './store/store.js';
 import { EventSubscriber } from './store/subscriber.js';
 import { createWorker } from './temporal/worker.js';
+import { startTelemetry, type Telemetry } from './telemetry.js';
 
 export interface Running {
   app?: FastifyInstance;
@@ -28,7 +30,7 @@ export function assertSafeBind(config: Config) {
   }
 }
 
-type StartOptions = { databaseUrl: string; temporalAddress: string; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle };
+type StartOptions = { databaseUrl: string; temporal: TemporalTarget; api: boolean; worker: boolean; workflowBundle?: WorkflowBundle };
 
 /** What stopping takes: drains first, in parallel, then stops, in reverse order of their start. */
 interface Teardown {
@@ -39,12 +41,17 @@ interface Teardown {
 export async function startThreadbox(config: Config, opts: StartOptions): Promise<Running> {
   if (opts.api) assertSafeBind(config);
   const agents = AgentRegistry.fromConfig(config);
-  const pool = createPool(opts.databaseUrl, 20);
-  await migrate(pool);
+  const telemetry = startTelemetry();
+  const pool = createPool(opts.databaseUrl, config.THREADBOX_PG_POOL_SIZE, config.THREADBOX_PG_STATEMENT_TIMEOUT_MS, telemetry.enabled);
+  await migrate(pool).catch(async (err) => {
+    await pool.end().catch(() => {});
+    // A refusal is the operator's to fix and says so in a line; anything else (a migration's SQL) keeps its stack.
+    throw isDatabaseRefusal(err) ? new ConfigError(databaseRefusal(opts.databaseUrl, err)) : err;
+  });
   const store = new Store(pool);
   // Draining comes first and runs in parallel: the API stops accepting and lets requests finish while
   // the worker stops polling and lets its activities finish (or Temporal retries them elsewhere).
-  const teardown: Teardown = { drains: [], stops: [() => pool.end()] };
+  const teardown: Teardown = { drains: [], stops: [() => telemetry.shutdown(), () => pool.end()] };
   const result: Running = {
     stop: async () => {
       await Promise.all(teardown.drains.splice(0).map((drain) => drain().catch(() => {})));
@@ -52,8 +59,8 @@ export async function startThreadbox(config: Config, opts: StartOptions): Promis
     },
   };
   try {
-    if (opts.worker) await startWorker(config, opts, store, agents, teardown);
-    if (opts.api) Object.assign(result, await startApi(config, opts, store, agents, teardown));
+    if (opts.worker) await startWorker(config, opts, { store, agents, telemetry }, teardown);
+    if (opts.api) Object.assign(result, await startApi(config, opts, { store, agents, telemetry }, teardown));
   } catch (err) {
     await result.stop();
     throw err;
@@ -61,15 +68,22 @@ export async function startThreadbox(config: Config, opts: StartOptions): Promis
   return result;
 }
 
-async function startWorker(config: Config, opts: StartOptions, store: Store, agents: AgentRegistry, teardown: Teardown) {
+/** What the API and the worker of one process share. */
+interface Shared {
+  store: Store;
+  agents: AgentRegistry;
+  telemetry: Telemetry;
+}
+
+async function startWorker(config: Config, opts: StartOptions, { store, agents, telemetry }: Shared, teardown: Teardown) {
   const { worker, connection } = await createWorker({
-    address: opts.temporalAddress,
-    namespace: config.TEMPORAL_NAMESPACE,
+    target: opts.temporal,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     store,
     agents,
     workflowBundle: opts.workflowBundle,
     maxCachedWorkflows: config.THREADBOX_WORKFLOW_CACHE_SIZE,
+    telemetry: telemetry.worker,
   });
   const running = worker.run();
   teardown.drains.push(async () => {
@@ -79,11 +93,13 @@ async function startWorker(config: Config, opts: StartOptions, store: Store, age
   teardown.stops.push(() => connection.close());
 }
 
-async function startApi(config: Config, opts: StartOptions, store: Store, agents: AgentRegistry, teardown: Teardown): Promise<{ app: FastifyInstance; url: string }> {
+async function startApi(config: Config, opts: StartOptions, { store, agents, telemetry }: Shared, teardown: Teardown): Promise<{ app: FastifyInstance; url: string }> {
   const link = new TemporalLink();
-  const connection = await Connection.connect(apiConnectionOptions(opts.temporalAddress, link));
+  const target = opts.temporal;
+  const connection = await connectTo(target, () => Connection.connect({ ...connectionOptions(target), ...apiConnectionOptions(link) }));
   teardown.stops.push(() => connection.close());
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  await connectTo(target, () => checkNamespace(connection.workflowService, target));
+  const client = new Client({ connection, namespace: target.namespace, interceptors: telemetry.clientInterceptors });
   const calls = new TemporalCalls(client, link, {
     maxInFlight: config.THREADBOX_MAX_INFLIGHT_UPDATES,
     maxInFlightPerWorkflow: config.THREADBOX_MAX_INFLIGHT_PER_THREAD,
@@ -101,6 +117,8 @@ async function startApi(config: Config, opts: StartOptions, store: Store, agents
     rateLimitPerMin: config.THREADBOX_RATE_LIMIT_PER_MIN,
     corsOrigins: config.THREADBOX_CORS_ORIGINS,
     drainTimeoutMs: config.THREADBOX_DRAIN_TIMEOUT_MS,
+    temporalUiUrl: config.THREADBOX_TEMPORAL_UI_URL,
+    temporalNamespace: target.namespace,
   });
   teardown.drains.push(() => app.close());
   await app.listen({ host: config.HOST, port: config.PORT });

@@ -89,6 +89,11 @@ describe('npm run dev', () => {
     expect(first.output()).toContain(`API          ${api}`);
     expect(first.output()).toContain(`API docs     ${api}/docs`);
     expect(first.output()).toContain(`Temporal UI  http://127.0.0.1:${env.THREADBOX_TEMPORAL_UI_PORT}`);
+    expect(first.output()).toContain(`Playground   ${api}/`);
+    const playground = await fetch(`${api}/`);
+    expect(playground.headers.get('content-type')).toContain('text/html');
+    expect(await playground.text()).toContain('<div id="root"></div>');
+    expect(await (await fetch(`${api}/playground.json`)).json()).toEqual({ temporalUiUrl: `http://127.0.0.1:${env.THREADBOX_TEMPORAL_UI_PORT}`, namespace: 'default' });
 
     const submitted = await fetch(`${api}/v1/threads/readme/runs`, {
       method: 'POST',

@@ -1,4 +1,5 @@
 // Starts one real Postgres and one real Temporal dev server for the whole suite, and bundles the workflows once.
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -21,6 +22,8 @@ const exit = process.exit.bind(process);
 process.exit = ((code?: number | string | null) => exit(!code && process.exitCode ? process.exitCode : code)) as typeof process.exit;
 
 export default async function setup(project: TestProject) {
+  // The playground page and threadbox/client as the browser tests load them, rebuilt when a source changed.
+  execFileSync('node_modules/.bin/tsx', ['scripts/build-ui.ts', '--if-stale'], { stdio: 'inherit' });
   if (process.env.THREADBOX_TEST_SERVICES === 'none') return;
   const services = await startScratchServices('threadbox-test-', {
     databaseUrl: process.env.DATABASE_URL,

@@ -8,6 +8,7 @@ import { startThreadbox, type Running } from '../src/server.js';
 import { createPool } from '../src/store/db.js';
 import { Store } from '../src/store/store.js';
 import { requestJson, type JsonResponse } from '../testkit/http.js';
+import { plainTarget } from '../src/temporal/connection.js';
 
 export { eventually } from '../testkit/wait.js';
 
@@ -25,7 +26,7 @@ export async function startStack(opts: { env?: Record<string, string>; worker?: 
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', TEMPORAL_TASK_QUEUE: taskQueue, ...opts.env });
   const running: Running = await startThreadbox(config, {
     databaseUrl: inject('databaseUrl'),
-    temporalAddress: inject('temporalAddress'),
+    temporal: plainTarget(inject('temporalAddress')),
     api: true,
     worker: opts.worker ?? true,
     workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') },

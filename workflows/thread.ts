@@ -1,4 +1,5 @@
 // The mailbox of one thread: submits, interrupts and cancels come in as updates (or signals); runs go out as child workflows.
+import * as otel from '@opentelemetry/api';
 import { ApplicationFailure, ParentClosePolicy, allHandlersFinished, condition, continueAsNew, log, patched, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import {
   cancelRunUpdate,
@@ -36,7 +37,8 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
   // touches the mailbox until it is rebuilt.
   const rebuild = tm.v2 && !input.state;
   if (rebuild) tm.lock.held = true;
-  listen(tm);
+  const origins: Origins = new Map();
+  listen(tm, origins);
   if (rebuild) {
     try {
       await tm.rebuild();
@@ -64,25 +66,56 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
     }
     // Re-checked: a handler may have taken the lock between the wake-up and now.
     if (!tm.startable()) continue;
-    await startNext(tm, tm.mailbox.takeNext()!);
+    const next = tm.mailbox.takeNext()!;
+    await startedFrom(origins, next.runId, () => startNext(tm, next));
   }
 }
 
+/**
+ * The trace context of each submit (the update's span, when the execution is traced: workflows/tracing.ts),
+ * so the run it asked for is traced under the request that asked, not under the thread's first one. In
+ * memory only; it records nothing in the history. A run queued across a continue-as-new starts under
+ * the thread's own span.
+ */
+type Origins = Map<string, otel.Context>;
+
+function startedFrom<T>(origins: Origins, runId: string, start: () => T): T {
+  const origin = origins.get(runId);
+  origins.delete(runId);
+  return origin ? otel.context.with(origin, start) : start();
+}
+
 /** The thread's handlers: each change of the mailbox under its lock, in arrival order. */
-function listen(tm: ThreadMailbox) {
+function listen(tm: ThreadMailbox, origins: Origins) {
+  /**
+   * Called as a handler is entered, while its update's or signal's context is the active one. A retried
+   * or conflicting submit of a run id already known keeps the first one's; a submit that started no run
+   * of its own (steered, a duplicate, refused) leaves nothing behind.
+   */
+  const traced = (s: SubmitInput, result: Promise<SubmitResult>) => {
+    if (origins.has(s.runId)) return result;
+    origins.set(s.runId, otel.context.active());
+    result.then(
+      (r) => (r.status === 'steered' || r.duplicate || r.runId !== s.runId) && origins.delete(s.runId),
+      () => origins.delete(s.runId),
+    );
+    return result;
+  };
   const submit = async (s: SubmitInput): Promise<SubmitResult> => (tm.v2 ? tm.handleSubmit(s) : handleSubmitV1(tm, s));
   /** Signals have no validator: a signalled submit the store could not keep is dropped with a warning. */
   const checked = (s: SubmitInput) => {
     if (tm.v2) validateSubmit(s);
     return s;
   };
-  setHandler(submitUpdate, (s) => tm.lock.run(() => tm.submitWithIdempotency(s, submit)), {
+  const submitted = (s: SubmitInput) => traced(s, tm.lock.run(() => tm.submitWithIdempotency(s, submit)));
+  setHandler(submitUpdate, submitted, {
     validator: validateSubmit,
     description: 'Submit messages: interrupt the active run (default), queue behind it, or steer it',
   });
   setHandler(cancelRunUpdate, ({ runId }) => tm.lock.run(() => tm.cancelRun(runId)), { description: 'Cancel a queued or active run' });
   setHandler(interruptUpdate, () => tm.lock.run(() => tm.interruptThread()), { description: 'Cancel the active run and supersede the queue' });
-  setHandler(submitSignal, (s) => void tm.lock.run(() => tm.submitWithIdempotency(checked(s), submit)).catch((err) => log.warn('signalled submit rejected', { err })), {
+  const signalled = (s: SubmitInput) => traced(s, tm.lock.run(() => tm.submitWithIdempotency(checked(s), submit)));
+  setHandler(submitSignal, (s) => void signalled(s).catch((err) => log.warn('signalled submit rejected', { err })), {
     description: 'Submit for callers that cannot wait for an update (other workflows); same logic as the update',
   });
   setHandler(interruptSignal, () => void tm.lock.run(() => tm.interruptThread()).catch((err) => log.warn('signalled interrupt failed', { err })), {

@@ -108,6 +108,8 @@ export const run = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   updatedAt: z.string(),
+  /** the run's Temporal workflow: what to look for in the Temporal UI */
+  workflowId: z.string(),
 });
 
 export const health = z.object({
@@ -164,3 +166,25 @@ export const awakenRunBody = z.strictObject({
   agentId: id.optional(),
   messages: submitBody.shape.messages,
 });
+
+/**
+ * A UIMessage as `useChat` posts it. Only the newest message is acted on (and its strings checked as
+ * storable there): older ones are the client's copy of the thread, which the server already holds.
+ */
+const uiPart = z.looseObject({ type: z.string(), text: z.unknown().optional(), state: z.unknown().optional() });
+export const uiMessageInput = z.looseObject({ id: z.string(), role: z.enum(['system', 'user', 'assistant']), parts: z.array(uiPart).max(10_000) });
+export type UiMessageInput = z.infer<typeof uiMessageInput>;
+
+/** DefaultChatTransport's request: `id` is the thread id; the fields a `useChat` app adds to `body` pass through (mode, agentId). */
+export const chatBody = z.looseObject({
+  id,
+  messages: z.array(uiMessageInput).min(1, 'at least one message').max(10_000, 'at most 10,000 messages'),
+  trigger: z.enum(['submit-message', 'regenerate-message']),
+  messageId: z.string().optional(),
+  mode: submitBody.shape.mode,
+  agentId: id.optional(),
+});
+export type ChatBody = z.infer<typeof chatBody>;
+
+/** The committed log as AI SDK UIMessages: described loosely (the AI SDK's own type is the reference). */
+export const uiMessagesResponse = z.array(z.object({ id: z.string(), role: z.enum(['system', 'user', 'assistant']), parts: z.array(z.unknown()), metadata: z.unknown().optional() }));

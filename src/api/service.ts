@@ -27,7 +27,7 @@ const ACCEPTED = { waitForStage: WorkflowUpdateStage.ACCEPTED };
 
 export class ThreadboxService {
   constructor(
-    private readonly store: Store,
+    readonly store: Store,
     private readonly temporal: Client,
     private readonly agents: AgentRegistry,
     private readonly taskQueue: string,
@@ -71,8 +71,8 @@ export class ThreadboxService {
    * A run id (the client's or a generated one) is claimed by the thread workflow in Postgres, where
    * (tenant, run id) is unique: of two concurrent claims one wins and the other is `409 conflict`.
    */
-  async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string): Promise<SubmitResult> {
-    const requestHash = hashRequest({ kind: 'submit', threadId: ref.threadId, ...body });
+  async submitRun(ref: ThreadRef, body: SubmitBody, idempotencyKey?: string, metadata?: Record<string, unknown>): Promise<SubmitResult> {
+    const requestHash = hashRequest({ kind: 'submit', threadId: ref.threadId, ...body, metadata });
     // A message id names one message of the thread: reusing one would leave the run unable to commit it.
     // (A retry of this very request, with its key or its runId, is answered by Temporal or the run id claim.)
     const clientIds = body.messages.flatMap((m) => (m.id ? [m.id] : []));
@@ -85,7 +85,7 @@ export class ThreadboxService {
       dispatchId: uuidv7(),
       mode: body.mode,
       agent: this.agentSettings(body.agentId),
-      messages: body.messages.map((m) => ({ messageId: m.id ?? uuidv7(), role: m.role, content: m.content })),
+      messages: body.messages.map((m) => ({ messageId: m.id ?? uuidv7(), role: m.role, content: m.content, ...(metadata ? { metadata } : {}) })),
       requestHash,
       ...(body.expectedRunId ? { expectedRunId: body.expectedRunId } : {}),
     }, idempotencyKey);

@@ -32,10 +32,12 @@ export class SseStream {
     private readonly reply: FastifyReply,
     private readonly cursorOf: CursorOf,
     private readonly options: SseOptions,
+    headers: Record<string, string> = {},
   ) {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
+      ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',
@@ -53,6 +55,11 @@ export class SseStream {
 
   send(events: RunEvent[]) {
     if (events.length) this.write(events.map((e) => encodeEvent(e, this.cursorOf)).join(''));
+  }
+
+  /** Frames another encoder made (the AI SDK's UI-message stream). */
+  sendFrames(frames: string) {
+    if (frames) this.write(frames);
   }
 
   /** Ends the stream; with `retryMs`, tells the client when to reconnect (a server going away). */

@@ -67,9 +67,8 @@ export class TemporalLink {
  * update slots are full, whose lock is taken or which is continuing as new is busy, and the client is
  * told so at once, as it is when Temporal sheds load.
  */
-export function apiConnectionOptions(address: string, link: TemporalLink): ConnectionOptions {
+export function apiConnectionOptions(link: TemporalLink): ConnectionOptions {
   return {
-    address,
     channelArgs: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS },
     interceptors: [retryWithinDeadline(link)],
   };

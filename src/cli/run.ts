@@ -1,6 +1,7 @@
 // Shared by the entry points: config errors print one readable message; signals stop everything once.
 import { ConfigError, loadConfig } from '../config.js';
 import { startThreadbox } from '../server.js';
+import { resolveTemporalTarget } from '../temporal/connection.js';
 
 /** Past this, a stop that hangs (a stuck dependency) must not keep the process from exiting. */
 const STOP_DEADLINE_MS = 30_000;
@@ -43,17 +44,21 @@ export function requireVar(value: string | undefined, name: string): string {
   return value;
 }
 
-/** `npm start`, `npm run api`, `npm run worker`: the processes against DATABASE_URL and TEMPORAL_ADDRESS, no embedded services. */
+/**
+ * `npm start`, `npm run api`, `npm run worker`: the processes against DATABASE_URL and the Temporal of
+ * TEMPORAL_ADDRESS (or a TEMPORAL_PROFILE), no embedded services.
+ */
 export function runAgainstExternalServices(role: 'start' | 'api' | 'worker') {
   main(async () => {
     const config = loadConfig();
+    const temporal = resolveTemporalTarget(process.env);
     const running = await startThreadbox(config, {
       databaseUrl: requireVar(config.DATABASE_URL, 'DATABASE_URL'),
-      temporalAddress: requireVar(config.TEMPORAL_ADDRESS, 'TEMPORAL_ADDRESS'),
+      temporal,
       api: role !== 'worker',
       worker: role !== 'api',
     });
-    console.log(`threadbox ${role} ready${running.url ? ` on ${running.url}` : ''} (task queue ${config.TEMPORAL_TASK_QUEUE})`);
+    console.log(`threadbox ${role} ready${running.url ? ` on ${running.url}` : ''} (Temporal ${temporal.address}, namespace ${temporal.namespace}, task queue ${config.TEMPORAL_TASK_QUEUE})`);
     return running.stop;
   });
 }

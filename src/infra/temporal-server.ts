@@ -3,13 +3,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
-import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { defineSearchAttributeKey } from '@temporalio/common';
+import { createSearchAttributes, SEARCH_ATTRIBUTES } from '../temporal/search-attributes.js';
 import { portInUse } from './ports.js';
 import { findTemporalCli, type TemporalCli } from './temporal-cli.js';
-
-export const SEARCH_ATTRIBUTES = ['ThreadId', 'ThreadboxRunId', 'AgentId', 'RunStatus'] as const;
 
 /**
  * Settings that make each dispatch hop of the dev server fast (its defaults suit a laptop demo, not a
@@ -126,14 +124,7 @@ async function waitUntilServing(address: string, child: ChildProcess, stderr: ()
 export async function ensureSearchAttributes(address: string, namespace: string): Promise<void> {
   const connection = await Connection.connect({ address });
   try {
-    const existing = await connection.operatorService.listSearchAttributes({ namespace });
-    const known = new Set(Object.keys({ ...existing.customAttributes, ...existing.systemAttributes }));
-    const missing = SEARCH_ATTRIBUTES.filter((name) => !known.has(name));
-    if (missing.length === 0) return;
-    await connection.operatorService.addSearchAttributes({
-      namespace,
-      searchAttributes: Object.fromEntries(missing.map((name) => [name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
-    });
+    await createSearchAttributes(connection.operatorService, namespace);
   } finally {
     await connection.close();
   }

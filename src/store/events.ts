@@ -82,6 +82,12 @@ export async function readEvents(db: Queryable, runId: string, afterSeq = 0, lim
   return rows.map(toEvent);
 }
 
+/** The seq of a run's last event of a type (0 when it has none): where a stream that continues after it starts. */
+export async function lastEventSeq(db: Queryable, runId: string, type: RunEvent['type'], tenant: string): Promise<number> {
+  const { rows } = await db.query('SELECT max(seq) AS seq FROM run_events WHERE tenant = $1 AND run_id = $2 AND type = $3', [tenant, runId, type]);
+  return Number(rows[0]?.seq ?? 0);
+}
+
 /** A thread's events in global id order; `afterId` is a safe cursor (see appendEventsIn). */
 export async function readThreadEvents(db: Queryable, ref: ThreadRef, afterId = 0, limit = 1000): Promise<RunEvent[]> {
   const { rows } = await db.query('SELECT * FROM run_events WHERE tenant = $1 AND thread_id = $2 AND id > $3 ORDER BY id LIMIT $4', [

@@ -1,7 +1,7 @@
 // The store as one object on one pool: each call goes to the module that owns its table (messages,
 // runs and the dispatch view of them, events, threads, submit keys), whose functions say what they do.
 import type pg from 'pg';
-import type { RunEventBody, Termination, Usage } from '../contract/run-events.js';
+import type { RunEvent, RunEventBody, Termination, Usage } from '../contract/run-events.js';
 import * as dispatches from './dispatches.js';
 import * as events from './events.js';
 import * as log from './messages.js';
@@ -130,6 +130,10 @@ export class Store {
 
   readEvents(runId: string, afterSeq?: number, limit?: number, tenant?: string) {
     return events.readEvents(this.pool, runId, afterSeq, limit, tenant);
+  }
+
+  lastEventSeq(runId: string, type: RunEvent['type'], tenant: string) {
+    return events.lastEventSeq(this.pool, runId, type, tenant);
   }
 
   readThreadEvents(ref: ThreadRef, afterId?: number, limit?: number) {

@@ -9,6 +9,7 @@ import { loadAgentsConfig } from '../../src/agent/config.js';
 import { resolveModel } from '../../src/agent/models.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { startThreadbox } from '../../src/server.js';
+import { plainTarget } from '../../src/temporal/connection.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'threadbox-agents-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,7 +127,7 @@ describe('agents config', () => {
     const path = file('startup.json', JSON.stringify({ agents: [{ id: 'x', tools: ['format_disk'] }] }));
     const config = loadConfig({ THREADBOX_CONFIG: path, PORT: '0', LOG_LEVEL: 'silent' });
     await expect(
-      startThreadbox(config, { databaseUrl: inject('databaseUrl'), temporalAddress: inject('temporalAddress'), api: true, worker: true }),
+      startThreadbox(config, { databaseUrl: inject('databaseUrl'), temporal: plainTarget(inject('temporalAddress')), api: true, worker: true }),
     ).rejects.toThrow(/startup\.json \(THREADBOX_CONFIG\): invalid\n {2}agents\.0\.tools\.0: /);
   });
 });

@@ -14,6 +14,7 @@ import { createPool } from '../../src/store/db.js';
 import { freePort } from '../../src/infra/ports.js';
 import { eventually, uniqueId } from '../stack.js';
 import { errorCode, rawRequest, rowCounts } from './helpers.js';
+import { plainTarget } from '../../src/temporal/connection.js';
 
 const tenant = `t-${randomUUID().slice(0, 8)}`;
 const key = `k-${randomUUID()}`;
@@ -36,7 +37,7 @@ beforeAll(async () => {
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', THREADBOX_API_KEYS: `${key}:${tenant}`, TEMPORAL_TASK_QUEUE: `outage-${tenant}` });
   threadbox = await startThreadbox(config, {
     databaseUrl: inject('databaseUrl'),
-    temporalAddress: temporal!.address,
+    temporal: plainTarget(temporal!.address),
     api: true,
     worker: true,
     workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') },

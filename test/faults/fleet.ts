@@ -10,7 +10,7 @@ export class Fleet {
   /** every process started, for the output of the dead */
   readonly all: ThreadboxProcess[] = [];
 
-  constructor(private readonly services: Services) {}
+  constructor(private readonly services: { env(): Record<string, string> }) {}
 
   async startApi(): Promise<ThreadboxProcess> {
     const api = await spawnThreadbox('api', this.services.env());

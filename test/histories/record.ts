@@ -15,6 +15,7 @@ import { startScratchServices } from '../../testkit/services.js';
 import { Api } from './api.js';
 import { scenarios, SUGGEST_CONTINUE_AS_NEW, type Ctx, type Scenario } from './scenarios.js';
 import { recordThread } from './thread-histories.js';
+import { plainTarget } from '../../src/temporal/connection.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const log = (line: string) => console.log(`[record] ${line}`);
@@ -70,7 +71,7 @@ function chooseRecording(args: string[]): { commit: string; outDir: string; chos
 /** The API and a worker on this checkout's workflows/ (stoppable and startable again), and the scenarios' context. */
 async function startRecorder(commit: string, services: DevServices, stops: (() => Promise<void>)[], record: Ctx['record']): Promise<Ctx> {
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', TEMPORAL_TASK_QUEUE: `record-${commit}` });
-  const on = { databaseUrl: services.databaseUrl, temporalAddress: services.temporalAddress };
+  const on = { databaseUrl: services.databaseUrl, temporal: plainTarget(services.temporalAddress) };
   const workflowBundle = await bundleWorkflows();
   const apiProcess = await startThreadbox(config, { ...on, api: true, worker: false });
   stops.push(apiProcess.stop);

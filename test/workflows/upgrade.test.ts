@@ -11,6 +11,7 @@ import { startThreadbox, type Running } from '../../src/server.js';
 import { bundleWorkflows } from '../../src/temporal/worker.js';
 import { tenantRunWorkflowId } from '../../src/contract/mailbox.js';
 import { eventually, startStack, uniqueId, type Stack } from '../stack.js';
+import { plainTarget } from '../../src/temporal/connection.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const recordedCommits = readdirSync(join(repoRoot, 'test', 'histories'), { withFileTypes: true })
@@ -78,7 +79,7 @@ async function startWorker(workflowBundle: WorkflowBundle): Promise<Running> {
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'warn', TEMPORAL_TASK_QUEUE: taskQueue });
   const worker = await startThreadbox(config, {
     databaseUrl: inject('databaseUrl'),
-    temporalAddress: inject('temporalAddress'),
+    temporal: plainTarget(inject('temporalAddress')),
     api: false,
     worker: true,
     workflowBundle,

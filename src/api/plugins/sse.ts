@@ -8,7 +8,7 @@ import { callerKeyOf } from './auth.js';
 declare module 'fastify' {
   interface FastifyInstance {
     /** Opens an SSE response, tracked so shutdown can end it with a retry hint. */
-    openSse(reply: FastifyReply, cursorOf: CursorOf): SseStream;
+    openSse(reply: FastifyReply, cursorOf: CursorOf, headers?: Record<string, string>): SseStream;
     openSseCount(): number;
   }
   interface FastifyReply {
@@ -48,8 +48,8 @@ export default fp<SsePluginOptions>(
     let closing = false;
     app.decorateReply('isEventStream', false);
     app.decorate('openSseCount', () => openStreams.size);
-    app.decorate('openSse', (reply: FastifyReply, cursorOf: CursorOf) => {
-      const stream = new SseStream(reply, cursorOf, sseOptions);
+    app.decorate('openSse', (reply: FastifyReply, cursorOf: CursorOf, headers?: Record<string, string>) => {
+      const stream = new SseStream(reply, cursorOf, sseOptions, headers);
       reply.isEventStream = true;
       // A stream that opens while the server shuts down is told at once to resume elsewhere.
       if (closing) stream.end(SHUTDOWN_RETRY_MS);
