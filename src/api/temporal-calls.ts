@@ -131,7 +131,8 @@ export interface TemporalCallLimits {
  * Runs the API's workflow updates. Each waits in two steps, each with its own deadline: until the
  * workflow accepts it (Temporal reachable and the workflow answering), then until it completes.
  * Per workflow at most `maxInFlightPerWorkflow` run at once in this process, and none joins a line
- * whose oldest has waited `busyAfterMs`; one more is refused at once with `thread_busy`. Over all
+ * whose oldest has waited `busyAfterMs`; one more is refused at once with `thread_busy`, or with
+ * `unavailable` when a call has found Temporal unreachable since that oldest one started. Over all
  * workflows the limit adapts to how fast updates are answered (the workers' backlog): it halves when
  * one took over SLOW_ANSWER_MS (at most once per SLOW_ANSWER_MS) and grows by one after as many fast
  * ones as the limit, between MIN_IN_FLIGHT and `maxInFlight`, from INITIAL_IN_FLIGHT. A burst past what the workers take
@@ -156,15 +157,21 @@ export class TemporalCalls {
 
   async update<R>(workflowId: string, start: () => Promise<WorkflowUpdateHandle<R>>): Promise<R> {
     const unreachable = this.link.unreachableWithin(FAIL_FAST_MS);
-    if (unreachable !== undefined) throw new NotAdmitted('unavailable', `temporal unavailable: unreachable (${unreachable})`);
+    if (unreachable !== undefined) throw unreachableRefusal(unreachable);
     if (this.total >= this.limit) {
       throw new NotAdmitted('rate_limited', `this API instance has ${this.total} requests in flight to Temporal, as many as its workers take in now; retry after the Retry-After delay`, 1);
     }
     const line = this.inFlight.get(workflowId) ?? [];
     const started = Date.now();
-    if (line.length >= this.limits.maxInFlightPerWorkflow) throw threadBusy(`${line.length} requests are already in flight on this thread`);
-    const busyAfterMs = this.limits.busyAfterMs ?? BUSY_AFTER_MS;
-    if (line.length > 0 && started - line[0]! > busyAfterMs) throw threadBusy(`the thread has been working on an earlier request for ${((started - line[0]!) / 1000).toFixed(1)} s`);
+    const waited = line.length > 0 ? started - line[0]! : 0;
+    const full = line.length >= this.limits.maxInFlightPerWorkflow;
+    if (full || waited > (this.limits.busyAfterMs ?? BUSY_AFTER_MS)) {
+      // The line is stuck: on Temporal, if a call has found it unreachable since the oldest started (the
+      // oldest is retrying, between attempts), else on the thread.
+      const unreachable = this.link.unreachableWithin(waited);
+      if (unreachable !== undefined) throw unreachableRefusal(unreachable);
+      throw threadBusy(full ? `${line.length} requests are already in flight on this thread` : `the thread has been working on an earlier request for ${(waited / 1000).toFixed(1)} s`);
+    }
     line.push(started);
     this.inFlight.set(workflowId, line);
     this.total++;
@@ -216,6 +223,7 @@ export class TemporalCalls {
 /** A refusal of a request that no workflow has seen: it wrote nothing, and its Idempotency-Key may be used afresh. */
 export class NotAdmitted extends ApiError {}
 
+const unreachableRefusal = (detail: string) => new NotAdmitted('unavailable', `temporal unavailable: unreachable (${detail})`);
 const threadBusy = (why: string) => new NotAdmitted('thread_busy', `${why}; retry after the Retry-After delay`);
 const temporalUnavailable = (why: string) => new ApiError('unavailable', `temporal unavailable: ${why}`);
 
