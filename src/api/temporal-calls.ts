@@ -55,6 +55,12 @@ export class TemporalLink {
     const last = this.lastUnreachable;
     return last && Date.now() - last.at < ms ? last.detail : undefined;
   }
+
+  /** Why Temporal was unreachable at or after `since` (ms since the epoch), if it was and no call has got through since. */
+  unreachableSince(since: number): string | undefined {
+    const last = this.lastUnreachable;
+    return last && last.at >= since ? last.detail : undefined;
+  }
 }
 
 /**
@@ -168,7 +174,7 @@ export class TemporalCalls {
     if (full || waited > (this.limits.busyAfterMs ?? BUSY_AFTER_MS)) {
       // The line is stuck: on Temporal, if a call has found it unreachable since the oldest started (the
       // oldest is retrying, between attempts), else on the thread.
-      const unreachable = this.link.unreachableWithin(waited);
+      const unreachable = this.link.unreachableSince(line[0]!);
       if (unreachable !== undefined) throw unreachableRefusal(unreachable);
       throw threadBusy(full ? `${line.length} requests are already in flight on this thread` : `the thread has been working on an earlier request for ${(waited / 1000).toFixed(1)} s`);
     }
