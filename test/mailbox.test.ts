@@ -101,11 +101,21 @@ describe('queue (background submit)', () => {
   it('50 background submits run in submit order and the log alternates user and assistant', async () => {
     const threadId = uniqueId('fifo');
     const runIds: string[] = [];
+    const refusals: string[] = [];
     for (let i = 0; i < 50; i++) {
-      const res = await submit(threadId, `n${i}`, { mode: 'queue' });
+      // A submit that arrives while the thread continues as new is refused 429 thread_busy (nothing admitted);
+      // the client retries it with the same Idempotency-Key, as the contract says.
+      const key = { 'idempotency-key': `${threadId}-${i}` };
+      let res = await submit(threadId, `n${i}`, { mode: 'queue' }, key);
+      while (res.status === 429) {
+        refusals.push(res.body.code);
+        await new Promise((r) => setTimeout(r, 100));
+        res = await submit(threadId, `n${i}`, { mode: 'queue' }, key);
+      }
       expect(res.status).toBe(202);
       runIds.push(res.body.runId);
     }
+    expect(refusals.every((code) => code === 'thread_busy')).toBe(true);
     await runDone(runIds[49]!, 120_000);
     const runs = await Promise.all(runIds.map((id) => runDone(id)));
     expect(runs.every((r) => r.termination?.type === 'natural_end')).toBe(true);
