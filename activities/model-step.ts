@@ -4,12 +4,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Usage } from '../src/contract/run-events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { StoreError, type Store, type ToolCall } from '../src/store/store.js';
-import { modelStepFence } from '../src/contract/mailbox.js';
+import { assistantMessageId, modelStepFence } from '../src/contract/mailbox.js';
 import { EventFlusher } from './event-flusher.js';
 import { loadContext } from './model-context.js';
 import { classifyModelError } from './model-errors.js';
 import { StepReply, streamModelReply } from './model-stream.js';
-import { MODEL_ATTEMPTS, withRetryBudget } from './retry.js';
+import { MODEL_ATTEMPTS, storeCall, withRetryBudget } from './retry.js';
 
 export interface ModelStepInput {
   tenant: string;
@@ -19,6 +19,11 @@ export interface ModelStepInput {
   step: number;
   /** the first step of a run starts it: commits its input (and that of `carriedRunIds`) before the model call */
   start?: { carriedRunIds: string[] };
+  /**
+   * The step commits its reply (the assistant message `<runId>:<step>:assistant`) itself, one activity hop
+   * fewer per step (since the commit-in-step patch). A retry of a step whose reply is committed returns it.
+   */
+  commit?: boolean;
 }
 
 export interface ModelStepResult {
@@ -67,6 +72,9 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
   let started: number | undefined;
   const inferenceMs = () => (started === undefined ? 0 : Math.round(performance.now() - started));
   try {
+    // A retry after the reply was committed (the attempt died before Temporal heard its result): the committed reply is the step's.
+    const committed = input.commit && attempt > 1 ? await committedReply(deps.store, input) : undefined;
+    if (committed) return committed;
     // Idempotent: a retry of the first step (or the run's end racing it) finds the run started.
     if (input.start) await deps.store.startRun(runId, input.start.carriedRunIds, input.tenant);
     // A retry starts the step over: clients drop what the failed attempt streamed.
@@ -86,6 +94,7 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
     events.push({ type: 'step_end', step, finishReason: reply.finishReason, usage: stepUsage });
     await events.close();
     await deps.store.recordStep(runId, step, stepUsage, input.tenant);
+    if (input.commit) await commitReply(deps.store, input, reply);
     return { text: reply.text, toolCalls: reply.toolCalls, finishReason: reply.finishReason, usage: reply.usage, inferenceMs: stepUsage.inferenceMs };
   } catch (err) {
     // An interrupted step still counts on the run record: its number and the time it spent (and tokens, when the provider got to say).
@@ -95,6 +104,22 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
     done.abort();
     clearInterval(heartbeat);
   }
+}
+
+/** Commits the step's reply, as the run workflow did before the commit-in-step patch. Idempotent by its message id. */
+async function commitReply(store: Store, input: ModelStepInput, reply: StepReply) {
+  const { tenant, threadId, runId, step } = input;
+  const message = { messageId: assistantMessageId(runId, step), role: 'assistant' as const, content: reply.text, runId, toolCalls: reply.toolCalls.length ? reply.toolCalls : undefined };
+  await storeCall(() => store.commitMessages({ tenant, threadId }, [message]));
+}
+
+/** The reply an earlier attempt of this step committed, if one did: what the run goes on from (a new call might answer differently). */
+async function committedReply(store: Store, input: ModelStepInput): Promise<ModelStepResult | undefined> {
+  const { tenant, threadId, runId, step } = input;
+  const message = (await store.loadRunMessages({ tenant, threadId }, runId)).find((m) => m.id === assistantMessageId(runId, step));
+  if (!message) return undefined;
+  const toolCalls = message.toolCalls ?? [];
+  return { text: message.content, toolCalls, finishReason: toolCalls.length ? 'tool-calls' : 'stop', usage: {}, inferenceMs: 0 };
 }
 
 /**

@@ -17,6 +17,12 @@ const RUN_V2 = 'run-v2';
  * run stopped before its first step, the interrupted step's salvage and the finish), not two.
  */
 const START_IN_FIRST_STEP = 'start-in-first-step';
+/**
+ * Patch: each model step commits its own reply (the activity commits the assistant message after its
+ * last event, idempotent by the message id), not a commitMessages activity after it: one activity and
+ * one workflow task fewer per step.
+ */
+const COMMIT_IN_STEP = 'commit-in-step';
 
 export async function runWorkflow(input: RunWorkflowInput): Promise<Termination> {
   const run = new Run(input, patched(RUN_V2));
@@ -25,6 +31,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<Termination>
   try {
     if (patched(START_IN_FIRST_STEP)) run.started = run.twoClosingActivities = false;
     else await store.startRun({ runId: input.runId, tenant: input.tenant, carriedRunIds: input.carriedRunIds });
+    run.commitInStep = patched(COMMIT_IN_STEP);
     setStatus('running');
     termination = await run.loop.run(() => run.steps());
   } catch (err) {
@@ -42,6 +49,8 @@ class Run {
   started = true;
   /** before the start-in-first-step patch: the run ends with commitInterruptedStep and finishRun, not endRun */
   twoClosingActivities = true;
+  /** since the commit-in-step patch: the model step commits its reply */
+  commitInStep = false;
   private stopReason: StopReason | undefined;
   private step = 0;
   private readonly steered: InputMessage[] = [];
@@ -91,14 +100,17 @@ class Run {
       if (this.step >= input.agent.maxSteps) return { type: 'max_steps', detail: `stopped after ${input.agent.maxSteps} steps` } satisfies Termination;
       const step = (this.step += 1);
       const start = this.started ? undefined : { carriedRunIds: input.carriedRunIds };
-      const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step, start });
+      const commit = this.commitInStep || undefined;
+      const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step, start, commit });
       this.started = true;
-      await store.commitMessages({
-        ref,
-        messages: [
-          { messageId: assistantMessageId(runId, step), role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
-        ],
-      });
+      if (!commit) {
+        await store.commitMessages({
+          ref,
+          messages: [
+            { messageId: assistantMessageId(runId, step), role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
+          ],
+        });
+      }
       if (result.toolCalls.length === 0) {
         if (steered.length) continue; // steering arrived during the final answer: one more step
         return { type: 'natural_end' } satisfies Termination;
