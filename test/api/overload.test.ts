@@ -94,7 +94,7 @@ async function interrupt(threadId: string) {
     if (res.status === 202) return;
     // 409 active_run_conflict: the active run, sent its stop, did not settle within 5 s (a hundred threads
     // stopping at once on two cores); nothing changed and the stop stands, so the interrupt is sent again.
-    if (res.status === 409) expect((await res.json()).code).toBe('active_run_conflict');
+    if (res.status === 409) expect(((await res.json()) as { code: string }).code).toBe('active_run_conflict');
     else expect([429, 503]).toContain(res.status);
     await sleep(Number(res.headers.get('retry-after') ?? '1') * 1000 + Math.random() * 1000);
   }
