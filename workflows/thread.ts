@@ -1,5 +1,4 @@
 // The mailbox of one thread: submits, interrupts and cancels come in as updates (or signals); runs go out as child workflows.
-import * as otel from '@opentelemetry/api';
 import { ApplicationFailure, ParentClosePolicy, allHandlersFinished, condition, continueAsNew, log, patched, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import {
   cancelRunUpdate,
@@ -14,6 +13,7 @@ import { unstorableField, workflowIdOf, type Dispatch, type SubmitInput, type Su
 import { terminationOfFailure } from './closures.js';
 import { runWorkflow } from './run.js';
 import { ThreadMailbox } from './thread-mailbox.js';
+import { activeTraceContext, withTraceContext, type TraceContext } from './tracing.js';
 import { handleSubmitV1, onRunEndedV1 } from './thread-v1.js';
 
 /**
@@ -77,12 +77,12 @@ export async function threadWorkflow(input: ThreadWorkflowInput): Promise<void> 
  * memory only; it records nothing in the history. A run queued across a continue-as-new starts under
  * the thread's own span.
  */
-type Origins = Map<string, otel.Context>;
+type Origins = Map<string, TraceContext | undefined>;
 
 function startedFrom<T>(origins: Origins, runId: string, start: () => T): T {
   const origin = origins.get(runId);
   origins.delete(runId);
-  return origin ? otel.context.with(origin, start) : start();
+  return withTraceContext(origin, start);
 }
 
 /** The thread's handlers: each change of the mailbox under its lock, in arrival order. */
@@ -94,7 +94,7 @@ function listen(tm: ThreadMailbox, origins: Origins) {
    */
   const traced = (s: SubmitInput, result: Promise<SubmitResult>) => {
     if (origins.has(s.runId)) return result;
-    origins.set(s.runId, otel.context.active());
+    origins.set(s.runId, activeTraceContext());
     result.then(
       (r) => (r.status === 'steered' || r.duplicate || r.runId !== s.runId) && origins.delete(s.runId),
       () => origins.delete(s.runId),

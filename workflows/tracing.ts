@@ -18,8 +18,31 @@
 // replays the history, and a span takes its ids from the workflow's seeded random numbers, so a
 // traced validator shifted every later uuid4() of the execution (a late steer's run id) between the
 // first run and its replay. test/histories' steer-late recording showed it.
-import { OpenTelemetryInboundInterceptor, OpenTelemetryInternalsInterceptor, OpenTelemetryOutboundInterceptor } from '@temporalio/interceptors-opentelemetry/lib/workflow/index.js';
+//
+// The OpenTelemetry modules are loaded (require, evaluated synchronously where it is called) only by an
+// execution that is traced: the worker's reusable V8 context evaluates the bundle's modules for each
+// cached execution, and imported at the top they cost every cached workflow their memory, traced or not
+// (the bench's worker RSS before its scale phase / with 600 idle threads: 736 / 734 MiB with them
+// imported, 645 / 567 MiB loaded on use; `--idle-threads 600` runs, one after the other).
+import type * as OtelApi from '@opentelemetry/api';
+import type * as OtelWorkflow from '@temporalio/interceptors-opentelemetry/lib/workflow/index.js';
 import { patched, type WorkflowInterceptorsFactory } from '@temporalio/workflow';
+
+/* eslint-disable @typescript-eslint/no-require-imports -- loaded on first use only: see above */
+const otelWorkflow = () => require('@temporalio/interceptors-opentelemetry/lib/workflow/index.js') as typeof OtelWorkflow;
+const otelApi = () => require('@opentelemetry/api') as typeof OtelApi;
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/** This execution's active trace context, when it is traced (undefined otherwise). */
+export type TraceContext = OtelApi.Context;
+let tracedHere = false;
+export function activeTraceContext(): TraceContext | undefined {
+  return tracedHere ? otelApi().context.active() : undefined;
+}
+/** Runs `fn` in `ctx` (a context activeTraceContext gave); without one, just runs it. */
+export function withTraceContext<T>(ctx: TraceContext | undefined, fn: () => T): T {
+  return ctx ? otelApi().context.with(ctx, fn) : fn();
+}
 
 export const TRACING_PATCH = 'otel-tracing';
 export const TRACING_WHEN_ASKED_PATCH = 'otel-tracing-when-asked';
@@ -34,11 +57,15 @@ function decideTracing(headers: Record<string, unknown>): boolean {
 
 export const interceptors: WorkflowInterceptorsFactory = () => {
   let traced: boolean | undefined;
-  const decide = (headers: Record<string, unknown>) => (traced ??= decideTracing(headers));
+  const decide = (headers: Record<string, unknown>) => (traced ??= tracedHere = decideTracing(headers));
   const on = () => traced === true;
-  let otel: { inbound: OpenTelemetryInboundInterceptor; outbound: OpenTelemetryOutboundInterceptor; internals: OpenTelemetryInternalsInterceptor } | undefined;
+  let otel: { inbound: OtelWorkflow.OpenTelemetryInboundInterceptor; outbound: OtelWorkflow.OpenTelemetryOutboundInterceptor; internals: OtelWorkflow.OpenTelemetryInternalsInterceptor } | undefined;
   // Constructed only when traced: constructing them registers a tracer in the sandbox.
-  const tracing = () => (otel ??= { inbound: new OpenTelemetryInboundInterceptor(), outbound: new OpenTelemetryOutboundInterceptor(), internals: new OpenTelemetryInternalsInterceptor() });
+  const tracing = () => {
+    if (otel) return otel;
+    const m = otelWorkflow();
+    return (otel = { inbound: new m.OpenTelemetryInboundInterceptor(), outbound: new m.OpenTelemetryOutboundInterceptor(), internals: new m.OpenTelemetryInternalsInterceptor() });
+  };
   return {
     inbound: [
       {
