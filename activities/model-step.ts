@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Usage } from '../src/contract/run-events.js';
 import type { AgentRegistry } from '../src/agent/agents.js';
 import { StoreError, type Store, type ToolCall } from '../src/store/store.js';
-import { assistantMessageId, modelStepFence } from '../src/contract/mailbox.js';
+import { assistantMessageId, assistantReply, modelStepFence } from '../src/contract/mailbox.js';
 import { EventFlusher } from './event-flusher.js';
 import { loadContext } from './model-context.js';
 import { classifyModelError } from './model-errors.js';
@@ -109,8 +109,7 @@ async function runModelStep(deps: ModelStepDeps, input: ModelStepInput): Promise
 /** Commits the step's reply, as the run workflow did before the commit-in-step patch. Idempotent by its message id. */
 async function commitReply(store: Store, input: ModelStepInput, reply: StepReply) {
   const { tenant, threadId, runId, step } = input;
-  const message = { messageId: assistantMessageId(runId, step), role: 'assistant' as const, content: reply.text, runId, toolCalls: reply.toolCalls.length ? reply.toolCalls : undefined };
-  await storeCall(() => store.commitMessages({ tenant, threadId }, [message]));
+  await storeCall(() => store.commitMessages({ tenant, threadId }, [assistantReply(runId, step, reply.text, reply.toolCalls)]));
 }
 
 /** The reply an earlier attempt of this step committed, if one did: what the run goes on from (a new call might answer differently). */

@@ -1,7 +1,7 @@
 // The agent loop of one run: model step, then one activity per tool call, until the model is done.
 import { ApplicationFailure, CancellationScope, condition, getExternalWorkflowHandle, isCancellation, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { decideUpdate, runEndedSignal, steerRunSignal, stopRunSignal } from '../src/contract/messages.js';
-import { afterStepFence, assistantMessageId, type ApprovalTicket, type InputMessage, type RunWorkflowInput, type StopReason } from '../src/contract/mailbox.js';
+import { afterStepFence, assistantReply, type ApprovalTicket, type InputMessage, type RunWorkflowInput, type StopReason } from '../src/contract/mailbox.js';
 import type { Termination } from '../src/contract/run-events.js';
 import { modelStepActivity, store, toolActivity } from './activities.js';
 
@@ -103,14 +103,7 @@ class Run {
       const commit = this.commitInStep || undefined;
       const result = await modelStepActivity(step)({ tenant, threadId, runId, agentId: input.agent.agentId, step, start, commit });
       this.started = true;
-      if (!commit) {
-        await store.commitMessages({
-          ref,
-          messages: [
-            { messageId: assistantMessageId(runId, step), role: 'assistant', content: result.text, runId, toolCalls: result.toolCalls.length ? result.toolCalls : undefined },
-          ],
-        });
-      }
+      if (!commit) await store.commitMessages({ ref, messages: [assistantReply(runId, step, result.text, result.toolCalls)] });
       if (result.toolCalls.length === 0) {
         if (steered.length) continue; // steering arrived during the final answer: one more step
         return { type: 'natural_end' } satisfies Termination;

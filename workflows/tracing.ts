@@ -35,9 +35,10 @@ const otelApi = () => require('@opentelemetry/api') as typeof OtelApi;
 
 /** This execution's active trace context, when it is traced (undefined otherwise). */
 export type TraceContext = OtelApi.Context;
-let tracedHere = false;
+/** Whether this execution is traced: decided at its first handler (the module is evaluated per execution). */
+let traced: boolean | undefined;
 export function activeTraceContext(): TraceContext | undefined {
-  return tracedHere ? otelApi().context.active() : undefined;
+  return traced ? otelApi().context.active() : undefined;
 }
 /** Runs `fn` in `ctx` (a context activeTraceContext gave); without one, just runs it. */
 export function withTraceContext<T>(ctx: TraceContext | undefined, fn: () => T): T {
@@ -56,8 +57,7 @@ function decideTracing(headers: Record<string, unknown>): boolean {
 }
 
 export const interceptors: WorkflowInterceptorsFactory = () => {
-  let traced: boolean | undefined;
-  const decide = (headers: Record<string, unknown>) => (traced ??= tracedHere = decideTracing(headers));
+  const decide = (headers: Record<string, unknown>) => (traced ??= decideTracing(headers));
   const on = () => traced === true;
   let otel: { inbound: OtelWorkflow.OpenTelemetryInboundInterceptor; outbound: OtelWorkflow.OpenTelemetryOutboundInterceptor; internals: OtelWorkflow.OpenTelemetryInternalsInterceptor } | undefined;
   // Constructed only when traced: constructing them registers a tracer in the sandbox.

@@ -166,6 +166,14 @@ export const workflowIdOf = (dispatch: Pick<Dispatch, 'runId' | 'workflowId'>) =
 export const durableRunId = (messageId: string) => `durable-msg-${messageId}`;
 /** The id of the answer a run's step commits (its text and tool calls): one per step, so a retry commits it once. */
 export const assistantMessageId = (runId: string, step: number) => `${runId}:${step}:assistant`;
+/** A step's answer as the log keeps it: its text, and its tool calls when it made any. */
+export const assistantReply = <C>(runId: string, step: number, text: string, toolCalls: C[]) => ({
+  messageId: assistantMessageId(runId, step),
+  role: 'assistant' as const,
+  content: text,
+  runId,
+  toolCalls: toolCalls.length ? toolCalls : undefined,
+});
 /** The id of a tool call's result message. */
 export const toolMessageId = (runId: string, step: number, toolCallId: string) => `${runId}:${step}:tool:${toolCallId}`;
 
